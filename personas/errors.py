@@ -1,0 +1,68 @@
+"""One error base for the whole project, so the CLI can map every failure to one readable line."""
+
+from __future__ import annotations
+
+__all__ = [
+    "PersonaError",
+    "ConfigError",
+    "ServiceUnavailable",
+    "InvalidEvent",
+    "InvalidModel",
+    "StackError",
+    "InputFileError",
+]
+
+
+class PersonaError(Exception):
+    """Base of every error we raise on purpose; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(PersonaError):
+    """A setting or option has a value we cannot work with."""
+
+    exit_code = 2
+
+
+class InputFileError(PersonaError):
+    """A file given by the user is missing, unreadable or malformed."""
+
+    exit_code = 2
+
+
+class ServiceUnavailable(PersonaError):
+    """A service we depend on does not answer; the message names it and its address."""
+
+    exit_code = 3
+
+    def __init__(self, service: str, address: str, reason: str = "", hint: str = "") -> None:
+        self.service = service
+        self.address = address
+        self.reason = reason
+        self.hint = hint
+        text = f"{service} at {address} is not reachable"
+        if reason:
+            text += f": {reason}"
+        if hint:
+            text += f" ({hint})"
+        super().__init__(text)
+
+
+class StackError(PersonaError):
+    """The local stack could not be started, stopped or inspected."""
+
+    exit_code = 4
+
+
+class InvalidEvent(PersonaError):
+    """An event failed validation; ``kind`` is a stable short code for metrics and the DLQ."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        self.kind = kind
+        self.reason = reason
+        super().__init__(f"{kind}: {reason}")
+
+
+class InvalidModel(PersonaError):
+    """A model (centroids and metadata) failed validation and must not be used for labelling."""
