@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     kafka_host: str = Field("127.0.0.1", description="Host the Kafka broker listens on.")
     kafka_port: int = Field(9092, description="Kafka broker (client) port.")
     kafka_controller_port: int = Field(9093, description="KRaft controller port (local stack).")
-    kafka_version: str = Field("4.1.1", description="Apache Kafka release the local stack runs.")
+    kafka_version: str = Field("4.4.0", description="Apache Kafka release the local stack runs.")
     kafka_partitions: int = Field(
         4, ge=1, description="Partitions of survey-responses and persona-labels."
     )
@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     model_name: str = Field("persona-model", description="Registered model name.")
     champion_alias: str = Field("champion", description="Registry alias of the serving model.")
+
+    pg_schema: str = Field(
+        "public", pattern=r"^[a-z_][a-z0-9_]*$", description="Schema holding the app's tables."
+    )
+    topics: TopicNames = Field(default_factory=TopicNames, description="Topic names.")
 
     # Local stack files
     stack_dir: Path = Field(Path(".stack"), description="Data, logs and PID files of the stack.")
@@ -86,6 +91,3 @@ class Settings(BaseSettings):
     def mlflow_backend_uri(self) -> str:
         """SQLAlchemy URI of MLflow's backend store (psycopg 3 driver; psycopg2 is not installed)."""
         return self.pg_dsn(self.pg_mlflow_database).replace("postgresql://", "postgresql+psycopg://")
-
-    def topics(self) -> TopicNames:
-        return TopicNames()

@@ -1,0 +1,77 @@
+"""Reading persona models from the MLflow registry (the trainer writes them).
+
+Contract: every registered version of ``settings.model_name`` comes from a run that logged
+``persona_model.json`` (``CentroidModel.to_dict``) at the run's artifact root, beside the standard
+MLflow model (``model/``) that anyone can load with ``mlflow.pyfunc``. Services read the JSON: it is
+small, needs no unpickling and validates in microseconds. MLflow is imported lazily (≈4 s).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from personas.errors import InvalidModel, ServiceUnavailable
+from personas.model import CentroidModel
+from personas.settings import Settings
+
+__all__ = ["MODEL_ARTIFACT", "client", "champion_version", "load_version", "load_champion"]
+
+MODEL_ARTIFACT = "persona_model.json"
+
+
+def client(settings: Settings) -> Any:
+    """An MlflowClient bound to the configured tracking server (no global state touched)."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+def _unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "MLflow", settings.tracking_uri, str(exc).splitlines()[0][:200], "is the stack up?"
+    )
+
+
+def champion_version(settings: Settings) -> int | None:
+    """Version the champion alias points at, None if the model or alias does not exist yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(settings).get_model_version_by_alias(
+            settings.model_name, settings.champion_alias
+        )
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise _unavailable(settings, exc) from None
+    except OSError as exc:
+        raise _unavailable(settings, exc) from None
+    return int(mv.version)
+
+
+def load_version(settings: Settings, version: int) -> CentroidModel:
+    """Download and validate one registered version; InvalidModel if it is not a usable model."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        mv = mlflow_client.get_model_version(settings.model_name, str(version))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow_client.download_artifacts(mv.run_id, MODEL_ARTIFACT, tmp)
+            document = json.loads(Path(path).read_text())
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise InvalidModel(f"version {version} has no {MODEL_ARTIFACT}: {exc}") from None
+        raise _unavailable(settings, exc) from None
+    except (OSError, ValueError) as exc:
+        raise InvalidModel(f"version {version}: cannot read {MODEL_ARTIFACT}: {exc}") from None
+    return CentroidModel.from_dict(document, version=version)
+
+
+def load_champion(settings: Settings) -> CentroidModel | None:
+    """The champion model, or None when no champion is registered yet."""
+    version = champion_version(settings)
+    return None if version is None else load_version(settings, version)
