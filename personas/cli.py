@@ -1,0 +1,49 @@
+"""The `persona` command: the one composition root that wires the services together.
+
+Each service exposes ``register(app)`` in its ``cli.py`` and adds its own commands; nothing is
+imported from a service until the CLI is built, and heavy libraries load only inside commands.
+Every PersonaError becomes one readable line on stderr and its exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+__all__ = ["build_app", "main"]
+
+#: Packages whose ``cli.register(app)`` contributes commands, in help order.
+COMMAND_PROVIDERS = ("infra", "producer", "stream_app", "monitor", "trainer", "serving")
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="persona",
+        help=(
+            "Persona Stream: label survey participants with marketing personas on Kafka, "
+            "watch for drift, retrain and hot-swap. Settings come from PERSONA_* environment "
+            "variables or .env (see .env.example)."
+        ),
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for package in COMMAND_PROVIDERS:
+        module = importlib.import_module(f"{package}.cli")
+        module.register(app)
+    return app
+
+
+def main() -> None:
+    from personas.errors import PersonaError
+
+    try:
+        build_app()(standalone_mode=True)
+    except PersonaError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

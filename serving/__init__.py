@@ -1,0 +1,1 @@
+"""REST prediction service (the original project's Gunicorn service, kept)."""
