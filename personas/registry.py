@@ -17,9 +17,20 @@ from personas.errors import InvalidModel, ServiceUnavailable
 from personas.model import CentroidModel
 from personas.settings import Settings
 
-__all__ = ["MODEL_ARTIFACT", "client", "champion_version", "load_version", "load_champion"]
+__all__ = [
+    "MODEL_ARTIFACT",
+    "REFERENCE_ARTIFACT",
+    "client",
+    "champion_version",
+    "load_version",
+    "load_champion",
+    "load_reference",
+]
 
 MODEL_ARTIFACT = "persona_model.json"
+#: The sample a version was trained on (columns x1..x10 at least), at the run's artifact root:
+#: the monitor measures drift against the champion's own reference.
+REFERENCE_ARTIFACT = "reference.parquet"
 
 
 def client(settings: Settings) -> Any:
@@ -75,3 +86,22 @@ def load_champion(settings: Settings) -> CentroidModel | None:
     """The champion model, or None when no champion is registered yet."""
     version = champion_version(settings)
     return None if version is None else load_version(settings, version)
+
+
+def load_reference(settings: Settings, version: int) -> Any:
+    """The reference sample (pandas DataFrame) of a registered version; InvalidModel if absent."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        mv = mlflow_client.get_model_version(settings.model_name, str(version))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow_client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, tmp)
+            return pd.read_parquet(path)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise InvalidModel(f"version {version} has no {REFERENCE_ARTIFACT}") from None
+        raise _unavailable(settings, exc) from None
+    except OSError as exc:
+        raise InvalidModel(f"version {version}: cannot read {REFERENCE_ARTIFACT}: {exc}") from None
