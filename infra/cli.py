@@ -1,9 +1,144 @@
-"""Commands this package adds to `persona`."""
+"""`persona stack …`, `persona db migrate`, `persona topics create`, `persona schemas export`,
+`persona config env-example`: operating the local stack and the project's contracts."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+__all__ = ["register"]
+
+stack_app = typer.Typer(
+    help="Run the local stack without Docker: Kafka (KRaft), PostgreSQL and MLflow.",
+    no_args_is_help=True,
+)
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Install what is missing and start Kafka, PostgreSQL and MLflow (idempotent).
+
+    The first start fetches the Kafka jars with Maven and may install PostgreSQL with apt-get.
+    """
+    from infra.stack import runner
+    from personas.settings import Settings
+
+    runner.up(Settings(), say=typer.echo)
+    typer.echo("stack is up; `persona stack status` shows it, `persona stack down` stops it")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop exactly the processes `stack up` started (by PID file); nothing else."""
+    from infra.stack import runner
+    from personas.settings import Settings
+
+    runner.down(Settings(), say=typer.echo)
+
+
+@stack_app.command("status")
+def stack_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 unless every service answers.")
+    ] = False,
+) -> None:
+    """Show each service, its address, its PID and whether it answers."""
+    from infra.stack import runner
+    from personas.settings import Settings
+
+    settings = Settings()
+    rows = runner.status(settings)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "services": [r.as_dict() for r in rows],
+                    "kafka_bootstrap": settings.kafka_bootstrap,
+                    "postgres_dsn": settings.pg_dsn(with_password=False),
+                    "mlflow_tracking_uri": settings.tracking_uri,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for r in rows:
+            state = "up" if r.answers else ("running, not answering" if r.pid else "down")
+            colour = typer.colors.GREEN if r.answers else typer.colors.RED
+            typer.echo(
+                f"{r.name:<9} {typer.style(state, fg=colour):<20} {r.address:<40} "
+                f"pid={r.pid or '-'}  {r.detail}"
+            )
+    if check and not all(r.answers for r in rows):
+        raise typer.Exit(1)
+
+
+db_app = typer.Typer(help="Application database.", no_args_is_help=True)
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending SQL migrations (infra/migrations) to the configured schema."""
+    from personas import db
+    from personas.settings import Settings
+
+    settings = Settings()
+    applied = db.apply_migrations(settings)
+    typer.echo(f"{settings.pg_schema}: " + (", ".join(applied) if applied else "up to date"))
+
+
+topics_app = typer.Typer(help="Kafka topics of the contract.", no_args_is_help=True)
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the six topics with their partition counts and retention (idempotent)."""
+    from personas.kafka import ensure_topics
+    from personas.settings import Settings
+
+    created = ensure_topics(Settings())
+    typer.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+
+
+schemas_app = typer.Typer(help="Event schemas of the topics.", no_args_is_help=True)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Argument(help="Folder for one JSON Schema file per topic.")] = Path(
+        "docs/schemas"
+    ),
+) -> None:
+    """Write the JSON Schema of every topic's messages (for teams that consume them)."""
+    from personas.schema_export import write_schemas
+
+    for path in write_schemas(out):
+        typer.echo(str(path))
+
+
+config_app = typer.Typer(help="Settings.", no_args_is_help=True)
+
+
+@config_app.command("env-example")
+def config_env_example(
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Print every PERSONA_* variable with its default and meaning (the source of .env.example)."""
+    from infra.env_example import render_env_example
+
+    text = render_env_example()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's commands to the root CLI (filled in as the service is built)."""
+    app.add_typer(stack_app, name="stack")
+    app.add_typer(db_app, name="db")
+    app.add_typer(topics_app, name="topics")
+    app.add_typer(schemas_app, name="schemas")
+    app.add_typer(config_app, name="config")

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FEATURES", "Persona", "Catalogue", "load_vendor_catalogue"]
+__all__ = ["FEATURES", "Catalogue", "Persona", "load_vendor_catalogue"]
 
 #: Feature names in model order. Every event and every model uses exactly these.
 FEATURES: tuple[str, ...] = tuple(f"x{i}" for i in range(1, 11))
@@ -66,7 +66,9 @@ def _parse(raw: dict[str, Any]) -> Catalogue:
         raise ValueError(f"catalogue features {features} differ from {FEATURES}")
     for p in personas:
         if len(p.centroid) != len(features):
-            raise ValueError(f"persona {p.id} has {len(p.centroid)} coordinates, not {len(features)}")
+            raise ValueError(
+                f"persona {p.id} has {len(p.centroid)} coordinates, not {len(features)}"
+            )
     months = tuple(raw.get("original_monthly_data", {}).get("months", []))
     return Catalogue(feature_names=features, personas=personas, original_months=months)
 

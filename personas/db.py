@@ -17,7 +17,7 @@ from personas.settings import Settings
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["connect", "migrations", "apply_migrations", "check_postgres"]
+__all__ = ["apply_migrations", "check_postgres", "connect", "migrations"]
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")

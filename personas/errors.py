@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 __all__ = [
-    "PersonaError",
     "ConfigError",
-    "ServiceUnavailable",
+    "InputFileError",
     "InvalidEvent",
     "InvalidModel",
+    "PersonaError",
+    "ServiceUnavailable",
     "StackError",
-    "InputFileError",
 ]
 
 

@@ -14,11 +14,11 @@ from personas.settings import Settings
 
 __all__ = [
     "TopicSpec",
-    "topic_specs",
-    "producer_config",
+    "check_kafka",
     "consumer_config",
     "ensure_topics",
-    "check_kafka",
+    "producer_config",
+    "topic_specs",
 ]
 
 #: Topics that replays write to keep records whatever their timestamp: time-based retention

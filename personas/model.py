@@ -16,7 +16,7 @@ import numpy as np
 from personas.catalogue import FEATURES, Catalogue
 from personas.errors import InvalidModel
 
-__all__ = ["Labels", "CentroidModel", "DEFAULT_OUTLIER_DISTANCE", "BOOTSTRAP_VERSION"]
+__all__ = ["BOOTSTRAP_VERSION", "DEFAULT_OUTLIER_DISTANCE", "CentroidModel", "Labels"]
 
 #: Version number used for the vendor centroids when no registry model is available.
 BOOTSTRAP_VERSION = 0

@@ -20,11 +20,11 @@ from personas.settings import Settings
 __all__ = [
     "MODEL_ARTIFACT",
     "REFERENCE_ARTIFACT",
-    "client",
     "champion_version",
-    "load_version",
+    "client",
     "load_champion",
     "load_reference",
+    "load_version",
 ]
 
 MODEL_ARTIFACT = "persona_model.json"

@@ -28,17 +28,17 @@ from personas.errors import InvalidEvent
 __all__ = [
     "FEATURE_LIMIT",
     "MAX_EVENT_BYTES",
-    "Feature",
-    "SurveyResponse",
-    "PersonaLabel",
-    "DeadLetter",
-    "DriftTest",
-    "DriftReport",
-    "TrainerAlert",
-    "Alert",
-    "RetrainCommand",
-    "ModelUpdated",
     "TOPIC_SCHEMAS",
+    "Alert",
+    "DeadLetter",
+    "DriftReport",
+    "DriftTest",
+    "Feature",
+    "ModelUpdated",
+    "PersonaLabel",
+    "RetrainCommand",
+    "SurveyResponse",
+    "TrainerAlert",
     "parse_survey_response",
     "utc_now",
 ]
@@ -234,7 +234,9 @@ def parse_survey_response(raw: bytes | None) -> SurveyResponse:
     if raw is None or len(raw) == 0:
         raise InvalidEvent("empty", "the message value is empty")
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent("oversized", f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES} byte limit")
+        raise InvalidEvent(
+            "oversized", f"{len(raw)} bytes exceeds the {MAX_EVENT_BYTES} byte limit"
+        )
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -243,7 +245,10 @@ def parse_survey_response(raw: bytes | None) -> SurveyResponse:
         raise InvalidEvent("not_object", f"value is a JSON {type(data).__name__}, not an object")
     version = data.get("schema_version", 1)
     if version not in _KNOWN_VERSIONS:
-        raise InvalidEvent("unknown_schema_version", f"schema_version {version!r} is not one of {sorted(_KNOWN_VERSIONS)}")
+        raise InvalidEvent(
+            "unknown_schema_version",
+            f"schema_version {version!r} is not one of {sorted(_KNOWN_VERSIONS)}",
+        )
     for name in FEATURES:
         value = data.get(name)
         if isinstance(value, float) and not math.isfinite(value):

@@ -26,7 +26,9 @@ class TopicNames(BaseSettings):
     responses: str = Field("survey-responses", description="Survey events in (key respondent_id).")
     labels: str = Field("persona-labels", description="One PersonaLabel per labelled event.")
     dlq: str = Field("survey-responses.dlq", description="Invalid input with the reason.")
-    alerts: str = Field("drift-alerts", description="DriftReport per closed window, trainer alerts.")
+    alerts: str = Field(
+        "drift-alerts", description="DriftReport per closed window, trainer alerts."
+    )
     retrain: str = Field("retrain-commands", description="RetrainCommand from the monitor.")
     model_updates: str = Field("model-updates", description="ModelUpdated when champion moves.")
 
@@ -90,4 +92,6 @@ class Settings(BaseSettings):
 
     def mlflow_backend_uri(self) -> str:
         """SQLAlchemy URI of MLflow's backend store (psycopg 3 driver; psycopg2 is not installed)."""
-        return self.pg_dsn(self.pg_mlflow_database).replace("postgresql://", "postgresql+psycopg://")
+        return self.pg_dsn(self.pg_mlflow_database).replace(
+            "postgresql://", "postgresql+psycopg://"
+        )

@@ -1,0 +1,250 @@
+"""Apache Kafka, single node in KRaft mode, from Maven Central jars and the machine's Java.
+
+Why jars and not a tarball: Maven Central is the registry we can reach; `kafka_2.13` with its
+runtime dependencies is exactly the broker. First start fetches ~45 jars (~40 MB) once into the
+cache folder; later starts take a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from importlib import resources
+from pathlib import Path
+
+from infra.stack.layout import Layout, ServiceStatus
+from infra.stack.process import (
+    log_tail,
+    owned_pid,
+    port_open,
+    start_detached,
+    stop_pid,
+    wait_until,
+)
+from personas.errors import StackError
+from personas.settings import Settings
+
+__all__ = ["KafkaService"]
+
+MARKER = "kafka.Kafka"
+START_TIMEOUT = 90.0
+
+LOG4J2 = """Configuration:
+  status: warn
+  Appenders:
+    File:
+      name: file
+      fileName: "{log}"
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: file
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: state.change.logger
+        level: WARN
+"""
+
+
+class KafkaService:
+    name = "kafka"
+
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.home = layout.service_dir("kafka")
+        self.libs = layout.cache / f"kafka-{settings.kafka_version}" / "libs"
+
+    @property
+    def address(self) -> str:
+        return self.settings.kafka_bootstrap
+
+    def fetch(self) -> Path:
+        """Download the broker jars with Maven once; a marker file records a complete fetch."""
+        done = self.libs / ".complete"
+        if done.exists():
+            return self.libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise StackError("Maven (mvn) is not installed: it fetches the Kafka broker jars")
+        if shutil.which("java") is None:
+            raise StackError(
+                "Java is not installed: Kafka needs Java 17 or newer (apt-get install openjdk-17-jre-headless)"
+            )
+        pom = resources.files("infra").joinpath("kafka/pom.xml")
+        self.libs.mkdir(parents=True, exist_ok=True)
+        log = self.layout.log_file("kafka-fetch")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as out:
+            result = subprocess.run(
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(pom),
+                    "dependency:copy-dependencies",
+                    f"-Dkafka.version={self.settings.kafka_version}",
+                    "-DincludeScope=runtime",
+                    f"-DoutputDirectory={self.libs}",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=900,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise StackError(
+                f"fetching Kafka {self.settings.kafka_version} with Maven failed; see {log}:\n"
+                + log_tail(log)
+            )
+        done.write_text(self.settings.kafka_version + "\n")
+        return self.libs
+
+    def _write_config(self) -> Path:
+        s = self.settings
+        data = self.home / "data"
+        config = self.home / "server.properties"
+        self.home.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{s.kafka_host}:{s.kafka_controller_port}",
+                    f"listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port},"
+                    f"CONTROLLER://{s.kafka_host}:{s.kafka_controller_port}",
+                    f"advertised.listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port}",
+                    "controller.listener.names=CONTROLLER",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    f"log.dirs={data}",
+                    f"num.partitions={s.kafka_partitions}",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=10",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    # Replays must be able to write a month-old timestamp; future ones stay capped.
+                    "log.message.timestamp.before.max.ms=9223372036854775807",
+                    "auto.create.topics.enable=false",
+                    "delete.topic.enable=true",
+                    "",
+                ]
+            )
+        )
+        (self.home / "log4j2.yaml").write_text(LOG4J2.format(log=self.layout.log_file("kafka")))
+        return config
+
+    def _format_storage(self, config: Path) -> None:
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        cluster_id = uuid.uuid4().bytes
+        import base64
+
+        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        result = subprocess.run(
+            [
+                "java",
+                "-cp",
+                f"{self.libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cid,
+                "-c",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+
+    def pid(self) -> int | None:
+        return owned_pid(self.layout.pid_file(self.name), MARKER)
+
+    def answers(self) -> bool:
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        if not port_open(self.settings.kafka_host, self.settings.kafka_port):
+            return False
+        try:
+            AdminClient({"bootstrap.servers": self.address}).list_topics(timeout=3)
+        except KafkaException:
+            return False
+        return True
+
+    def start(self) -> str:
+        if self.pid() is not None:
+            if wait_until(self.answers, START_TIMEOUT):
+                return "already running"
+            raise StackError(
+                f"Kafka is running but does not answer at {self.address}; see {self.layout.log_file(self.name)}"
+            )
+        for port in (self.settings.kafka_port, self.settings.kafka_controller_port):
+            if port_open(self.settings.kafka_host, port):
+                raise StackError(
+                    f"port {port} on {self.settings.kafka_host} is taken by a process that is not "
+                    "this stack's Kafka; stop it or set PERSONA_KAFKA_PORT / "
+                    "PERSONA_KAFKA_CONTROLLER_PORT"
+                )
+        self.fetch()
+        config = self._write_config()
+        self._format_storage(config)
+        env = dict(os.environ)
+        env.pop("CLASSPATH", None)
+        argv = [
+            "java",
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
+            f"-Dkafka.logs.dir={self.layout.log_file(self.name).parent}",
+            "-cp",
+            f"{self.libs}/*",
+            MARKER,
+            str(config),
+        ]
+        log = self.layout.log_file(self.name + "-stdout")
+        pid = start_detached(argv, log, self.layout.pid_file(self.name), env)
+        if (
+            not wait_until(lambda: self.answers() or self.pid() is None, START_TIMEOUT, 1.0)
+            or self.pid() is None
+        ):
+            self.stop()
+            raise StackError(
+                f"Kafka did not start within {START_TIMEOUT:.0f} s (pid {pid}); "
+                f"see {self.layout.log_file(self.name)} and {log}:\n{log_tail(log)}"
+            )
+        return "started"
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return "not running"
+        stop_pid(pid, "Kafka", timeout=60)
+        self.layout.pid_file(self.name).unlink(missing_ok=True)
+        return "stopped"
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        return ServiceStatus(
+            self.name,
+            self.address,
+            pid,
+            pid is not None and self.answers(),
+            f"Apache Kafka {self.settings.kafka_version} (KRaft)",
+        )

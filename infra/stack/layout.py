@@ -1,0 +1,47 @@
+"""Where the stack keeps its files, derived from settings (all under ignored folders)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from personas.settings import Settings
+
+__all__ = ["Layout", "ServiceStatus"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    cache: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Layout:
+        return cls(root=settings.stack_dir.resolve(), cache=settings.cache_dir.resolve())
+
+    def service_dir(self, service: str) -> Path:
+        return self.root / service
+
+    def pid_file(self, service: str) -> Path:
+        return self.root / "run" / f"{service}.pid"
+
+    def log_file(self, service: str) -> Path:
+        return self.root / "logs" / f"{service}.log"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    address: str
+    pid: int | None
+    answers: bool
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "pid": self.pid,
+            "answers": self.answers,
+            "detail": self.detail,
+        }

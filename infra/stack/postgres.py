@@ -1,0 +1,226 @@
+"""PostgreSQL from Debian's packages, as a cluster owned by the project (own data folder, port).
+
+initdb and pg_ctl refuse to run as root, so as root they run as the `postgres` system user; the
+data folder then lives where that user can reach it. The cluster's superuser is the app role with
+the configured password (a local development stack: one role, two databases).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from infra.stack.layout import Layout, ServiceStatus
+from infra.stack.process import log_tail, port_open, read_pid, wait_until
+from personas.errors import StackError
+from personas.settings import Settings
+
+__all__ = ["PostgresService", "find_bin_dir", "install_postgres"]
+
+START_TIMEOUT = 60
+
+
+def find_bin_dir() -> Path | None:
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    for d in reversed(dirs):
+        if Path(d, "initdb").exists() and Path(d, "pg_ctl").exists():
+            return Path(d)
+    found = shutil.which("pg_ctl")
+    return Path(found).resolve().parent if found and shutil.which("initdb") else None
+
+
+def install_postgres() -> Path:
+    """apt-get install postgresql without letting Debian create and start its own cluster."""
+    if os.geteuid() != 0:
+        raise StackError(
+            "PostgreSQL server binaries are missing; install them with "
+            "`sudo apt-get install -y postgresql` (or run `make up` as root)"
+        )
+    conf = Path("/etc/postgresql-common/createcluster.conf")
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    if not conf.exists() or "create_main_cluster" not in conf.read_text():
+        with open(conf, "a") as fh:
+            fh.write("\ncreate_main_cluster = false\n")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(f"`{' '.join(argv)}` failed: {result.stderr.strip()[-500:]}")
+    found = find_bin_dir()
+    if found is None:
+        raise StackError("postgresql was installed but initdb/pg_ctl were not found")
+    return found
+
+
+class PostgresService:
+    name = "postgres"
+
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        self.settings = settings
+        self.layout = layout
+        self.as_root = os.geteuid() == 0
+        self.home = self._home()
+
+    def _home(self) -> Path:
+        home = self.layout.service_dir("postgres")
+        if not self.as_root:
+            return home
+        # The postgres user must be able to reach the folder; if the project lives somewhere
+        # others cannot traverse (e.g. under /root), keep the cluster in /var/lib, keyed by path.
+        if all(os.stat(p).st_mode & 0o001 for p in self.layout.root.parents):
+            return home
+        digest = hashlib.sha1(str(self.layout.root).encode()).hexdigest()[:12]
+        return Path("/var/lib/persona-stream") / digest / "postgres"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def address(self) -> str:
+        return self.settings.pg_dsn(with_password=False)
+
+    def _run(self, argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        if self.as_root:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+
+    def pid(self) -> int | None:
+        pid = read_pid(self.data / "postmaster.pid")
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    def answers(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.settings.pg_dsn("postgres"), connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def _initdb(self, bin_dir: Path) -> None:
+        if (self.data / "PG_VERSION").exists():
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "run").mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", delete=False, dir=self.home, suffix=".pw") as pw:
+            pw.write(self.settings.pg_password.get_secret_value() + "\n")
+        try:
+            if self.as_root:
+                shutil.chown(self.home, "postgres", "postgres")
+                shutil.chown(self.home / "run", "postgres", "postgres")
+                shutil.chown(pw.name, "postgres", "postgres")
+                for parent in self.home.parents:
+                    if str(parent).startswith("/var/lib/persona-stream"):
+                        os.chmod(parent, 0o755)
+            result = self._run(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    self.settings.pg_user,
+                    f"--pwfile={pw.name}",
+                    "--auth-local=scram-sha-256",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                timeout=120,
+            )
+        finally:
+            os.unlink(pw.name)
+        if result.returncode != 0:
+            raise StackError(f"initdb failed: {result.stderr.strip()[-800:]}")
+
+    def start(self) -> str:
+        if self.pid() is not None:
+            if wait_until(self.answers, 20):
+                self._ensure_databases()
+                return "already running"
+            raise StackError(
+                f"PostgreSQL is running but does not answer at {self.address}; see {self.layout.log_file(self.name)}"
+            )
+        if port_open(self.settings.pg_host, self.settings.pg_port):
+            raise StackError(
+                f"port {self.settings.pg_port} on {self.settings.pg_host} is taken by a process "
+                "that is not this stack's PostgreSQL; stop it or set PERSONA_PG_PORT"
+            )
+        bin_dir = find_bin_dir() or install_postgres()
+        self._initdb(bin_dir)
+        log = self.layout.log_file(self.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            log.touch()
+            shutil.chown(log, "postgres", "postgres")
+        options = (
+            f"-p {self.settings.pg_port} -c listen_addresses={self.settings.pg_host} "
+            f"-k {self.home / 'run'} -c max_connections=200"
+        )
+        result = self._run(
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(START_TIMEOUT),
+                "start",
+            ],
+            timeout=START_TIMEOUT + 10,
+        )
+        if result.returncode != 0 or not wait_until(self.answers, 20):
+            raise StackError(
+                f"PostgreSQL did not start: {result.stdout.strip()} {result.stderr.strip()}; "
+                f"see {log}:\n{log_tail(log)}"
+            )
+        self._ensure_databases()
+        return "started"
+
+    def _ensure_databases(self) -> None:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.settings.pg_dsn("postgres"), autocommit=True) as conn:
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for name in (self.settings.pg_database, self.settings.pg_mlflow_database):
+                if name not in existing:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def stop(self) -> str:
+        if self.pid() is None:
+            return "not running"
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            raise StackError("cannot stop PostgreSQL: pg_ctl not found")
+        result = self._run(
+            [str(bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop"],
+            timeout=70,
+        )
+        if result.returncode != 0:
+            raise StackError(f"pg_ctl stop failed: {result.stderr.strip()}")
+        return "stopped"
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        return ServiceStatus(
+            self.name, self.address, pid, pid is not None and self.answers(), f"data {self.data}"
+        )

@@ -1,0 +1,139 @@
+"""Process bookkeeping for the stack: PID files, liveness, ports, bounded waits, stopping.
+
+A PID file is trusted only if the process it names is alive *and* its command line carries the
+service's marker, so a stale file (after a crash or PID reuse) never makes us adopt or kill a
+stranger's process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from personas.errors import StackError
+
+__all__ = [
+    "cmdline",
+    "log_tail",
+    "owned_pid",
+    "pid_alive",
+    "port_open",
+    "read_pid",
+    "start_detached",
+    "stop_pid",
+    "wait_until",
+]
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purposes
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
+    except OSError:
+        return ""
+
+
+def owned_pid(pid_file: Path, marker: str) -> int | None:
+    """The PID from the file if that process is alive and is ours; removes a stale file."""
+    pid = read_pid(pid_file)
+    if pid is not None and pid_alive(pid) and marker in cmdline(pid):
+        return pid
+    if pid_file.exists():
+        pid_file.unlink()
+    return None
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+def start_detached(argv: list[str], log_file: Path, pid_file: Path, env: dict[str, str]) -> int:
+    """Start a process in its own session (survives the CLI; stoppable as a group)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_pid(pid: int, name: str, timeout: float) -> None:
+    """SIGTERM the process group, wait, then SIGKILL; raises StackError if it survives."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    target_group = pgid == pid
+    try:
+        if target_group:
+            os.killpg(pgid, signal.SIGTERM)
+        else:
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if wait_until(lambda: not pid_alive(pid), timeout, 0.2):
+        return
+    try:
+        if target_group:
+            os.killpg(pgid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if not wait_until(lambda: not pid_alive(pid), 10, 0.2):
+        raise StackError(f"{name} (pid {pid}) did not stop")
+
+
+def log_tail(log_file: Path, lines: int = 8) -> str:
+    try:
+        text = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])

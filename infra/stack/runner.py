@@ -1,0 +1,65 @@
+"""Bring the stack up, down, or report on it, in dependency order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from infra.stack.kafka import KafkaService
+from infra.stack.layout import Layout, ServiceStatus
+from infra.stack.mlflow_server import MlflowService
+from infra.stack.postgres import PostgresService
+from personas import db
+from personas.kafka import ensure_topics
+from personas.settings import Settings
+
+__all__ = ["down", "services", "status", "up"]
+
+
+class Service(Protocol):
+    name: str
+
+    @property
+    def address(self) -> str: ...
+
+    def start(self) -> str: ...
+
+    def stop(self) -> str: ...
+
+    def status(self) -> ServiceStatus: ...
+
+
+def services(settings: Settings) -> list[Service]:
+    layout = Layout.from_settings(settings)
+    return [
+        PostgresService(settings, layout),
+        KafkaService(settings, layout),
+        MlflowService(settings, layout),
+    ]
+
+
+def up(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Start what is not running (idempotent), then create topics and apply migrations."""
+    for service in services(settings):
+        t0 = time.monotonic()
+        say(f"{service.name:<9} {service.address} … ")
+        outcome = service.start()
+        say(f"{service.name:<9} {outcome} ({time.monotonic() - t0:.1f} s)")
+    created = ensure_topics(settings)
+    say(f"topics    {len(created)} created" + (f": {', '.join(created)}" if created else ""))
+    applied = db.apply_migrations(settings)
+    say(
+        f"schema    {settings.pg_schema}: "
+        + (f"applied {', '.join(applied)}" if applied else "up to date")
+    )
+
+
+def down(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Stop exactly what `up` started (by PID file), in reverse order."""
+    for service in reversed(services(settings)):
+        say(f"{service.name:<9} {service.stop()}")
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    return [service.status() for service in services(settings)]
