@@ -48,7 +48,9 @@ def topic_factory(stack_settings: Settings) -> Iterator[Callable[..., str]]:
 
     created: list[str] = []
 
-    def make(prefix: str = "test", partitions: int = 1, config: dict[str, str] | None = None) -> str:
+    def make(
+        prefix: str = "test", partitions: int = 1, config: dict[str, str] | None = None
+    ) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         ensure_topics(stack_settings, [TopicSpec(name, partitions, config or {})])
         created.append(name)
@@ -82,7 +84,11 @@ def isolated_settings(stack_settings: Settings, unique: str) -> Iterator[Setting
         model_updates=f"model-updates-{unique}",
     )
     settings = stack_settings.model_copy(
-        update={"topics": topics, "pg_schema": f"t_{unique}", "model_name": f"persona-model-{unique}"}
+        update={
+            "topics": topics,
+            "pg_schema": f"t_{unique}",
+            "model_name": f"persona-model-{unique}",
+        }
     )
     ensure_topics(settings, topic_specs(settings))
     db.apply_migrations(settings)

@@ -1,0 +1,54 @@
+# Persona Stream — the commands a user needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PERSONA := $(BIN)/persona
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down status test test-unit lint fmt demo bench schemas env-example clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its pinned dependencies
+
+up: install ## Start Kafka, PostgreSQL and MLflow locally (installs what is missing)
+	$(PERSONA) stack up
+
+down: ## Stop exactly what `make up` started
+	@if [ -x $(PERSONA) ]; then $(PERSONA) stack down; else echo "nothing installed"; fi
+
+status: install ## Show each service, its address and whether it answers
+	$(PERSONA) stack status
+
+test: install ## The whole test suite (unit + integration) against a real local stack
+	@bash infra/run_tests.sh
+
+test-unit: install ## Unit tests only (no services needed)
+	$(BIN)/pytest tests/unit -q
+
+lint: install ## ruff (lint + format check) and mypy on the domain library
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: install ## Format and auto-fix with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schemas: install ## Export the topics' JSON Schemas to docs/schemas
+	$(PERSONA) schemas export docs/schemas
+
+env-example: install ## Regenerate .env.example from the settings classes
+	$(PERSONA) config env-example --out .env.example
+
+clean: down ## Stop the stack and delete its data (keeps the Kafka jar cache)
+	rm -rf .stack

@@ -1,0 +1,41 @@
+"""Settings come from the environment; .env.example lists every variable that exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.env_example import render_env_example
+from personas.settings import Settings, TopicNames
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PERSONA_KAFKA_PORT", "19092")
+    monkeypatch.setenv("PERSONA_TOPIC_LABELS", "labels-x")
+    settings = Settings(_env_file=None)
+    assert settings.kafka_bootstrap == "127.0.0.1:19092"
+    assert settings.topics.labels == "labels-x"
+
+
+def test_dsn_for_display_has_no_password():
+    settings = Settings(_env_file=None, pg_password="s3cret")
+    assert "s3cret" not in settings.pg_dsn(with_password=False)
+    assert "s3cret" in settings.pg_dsn()
+    assert "s3cret" not in repr(settings)
+    assert settings.mlflow_backend_uri().startswith("postgresql+psycopg://")
+
+
+def test_schema_name_is_validated():
+    with pytest.raises(ValueError, match="pg_schema"):
+        Settings(_env_file=None, pg_schema="x; DROP TABLE y")
+
+
+def test_env_example_is_up_to_date():
+    committed = (ROOT / ".env.example").read_text()
+    assert committed == render_env_example(), "run `make env-example` and commit .env.example"
+    for name in ("PERSONA_KAFKA_PORT", "PERSONA_PG_PASSWORD", "PERSONA_TOPIC_LABELS"):
+        assert f"\n{name}=" in committed
+    assert TopicNames().labels == "persona-labels"
