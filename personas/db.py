@@ -81,7 +81,7 @@ def apply_migrations(settings: Settings) -> list[str]:
         for version, sql in migrations():
             if version in done:
                 continue
-            conn.execute(sql)  # type: ignore[call-overload]
+            conn.execute(sql)
             conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied.append(version)
         conn.commit()

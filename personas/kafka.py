@@ -94,7 +94,7 @@ def ensure_topics(
 ) -> list[str]:
     """Create missing topics (idempotent); returns the names created."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     check_kafka(settings, timeout=timeout)
     specs = topic_specs(settings) if specs is None else specs

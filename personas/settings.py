@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     pg_schema: str = Field(
         "public", pattern=r"^[a-z_][a-z0-9_]*$", description="Schema holding the app's tables."
     )
-    topics: TopicNames = Field(default_factory=TopicNames, description="Topic names.")
+    topics: TopicNames = Field(default_factory=lambda: TopicNames(), description="Topic names.")
 
     # Local stack files
     stack_dir: Path = Field(Path(".stack"), description="Data, logs and PID files of the stack.")

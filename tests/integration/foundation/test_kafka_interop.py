@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
@@ -108,6 +109,6 @@ def test_broker_is_the_pinned_version(stack_settings: Settings):
     service = KafkaService(stack_settings, Layout.from_settings(stack_settings))
     pid = service.pid()
     assert pid is not None, "the stack's Kafka is not the one answering"
-    cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode()
+    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert f"kafka-{stack_settings.kafka_version}" in cmd
     assert AdminClient({"bootstrap.servers": stack_settings.kafka_bootstrap}).list_topics(timeout=5)
