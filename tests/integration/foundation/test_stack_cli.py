@@ -1,0 +1,62 @@
+"""`persona stack status --json` describes the running stack for tools; `up` is idempotent."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from personas.settings import Settings
+
+PERSONA = str(Path(sys.executable).parent / "persona")
+
+
+def test_status_json_names_every_service(stack_settings: Settings):
+    out = subprocess.run(
+        [PERSONA, "stack", "status", "--json", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    status = json.loads(out.stdout)
+    assert {s["name"] for s in status["services"]} == {"postgres", "kafka", "mlflow"}
+    assert all(s["answers"] and s["pid"] for s in status["services"])
+    assert status["kafka_bootstrap"] == stack_settings.kafka_bootstrap
+    assert status["mlflow_tracking_uri"] == stack_settings.tracking_uri
+    assert "persona@" in status["postgres_dsn"]
+    assert ":" + stack_settings.pg_password.get_secret_value() + "@" not in status["postgres_dsn"]
+
+
+def test_up_again_is_a_no_op(stack_settings: Settings):
+    before = json.loads(
+        subprocess.run(
+            [PERSONA, "stack", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+    out = subprocess.run(
+        [PERSONA, "stack", "up"], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert out.stdout.count("already running") == 3
+    after = json.loads(
+        subprocess.run(
+            [PERSONA, "stack", "status", "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
+    assert [s["pid"] for s in before["services"]] == [s["pid"] for s in after["services"]]
+
+
+def test_cli_mistake_is_one_line_not_a_traceback():
+    out = subprocess.run([PERSONA, "stack", "nonsense"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert "nonsense" in out.stderr

@@ -1,0 +1,57 @@
+"""PID-file bookkeeping never adopts or kills a stranger's process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.stack.layout import Layout
+from infra.stack.mlflow_server import MlflowService
+from infra.stack.process import owned_pid, pid_alive, port_open, start_detached, stop_pid
+from personas.errors import StackError
+from personas.settings import Settings
+
+
+def test_stale_pid_file_is_removed(tmp_path: Path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(f"{dead.pid}\n")
+    assert owned_pid(pid_file, "anything") is None
+    assert not pid_file.exists()
+
+
+def test_live_process_without_marker_is_not_ours(tmp_path: Path):
+    pid_file = tmp_path / "x.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    assert owned_pid(pid_file, "kafka.Kafka") is None
+
+
+def test_start_and_stop_a_detached_process(tmp_path: Path):
+    pid_file = tmp_path / "sleeper.pid"
+    pid = start_detached(
+        [sys.executable, "-c", "import time; time.sleep(60)", "sleeper-marker"],
+        tmp_path / "sleeper.log",
+        pid_file,
+        dict(os.environ),
+    )
+    assert owned_pid(pid_file, "sleeper-marker") == pid
+    stop_pid(pid, "sleeper", timeout=5)
+    assert not pid_alive(pid)
+
+
+def test_port_taken_by_a_stranger_is_reported(tmp_path: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert port_open("127.0.0.1", port)
+        settings = Settings(_env_file=None, mlflow_port=port, stack_dir=tmp_path / "stack")
+        service = MlflowService(settings, Layout.from_settings(settings))
+        with pytest.raises(StackError, match=f"port {port} .* is taken .*PERSONA_MLFLOW_PORT"):
+            service.start()
