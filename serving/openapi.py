@@ -1,0 +1,109 @@
+"""The OpenAPI 3.1 description of the service, generated from the pydantic models it validates with.
+
+Generated, not hand-written, so the document cannot drift from what the code accepts: the request
+schema is the same ``PredictBody`` union the parser dispatches on, with the same limits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import TypeAdapter
+from pydantic.json_schema import models_json_schema
+
+from serving.schemas import (
+    ErrorResponse,
+    HealthResponse,
+    ModelResponse,
+    PredictBody,
+    PredictResponse,
+)
+from serving.settings import ServeSettings
+
+__all__ = ["build_openapi"]
+
+_REF = "#/components/schemas/{model}"
+
+
+def _json(schema_ref: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema_ref}}}
+
+
+def build_openapi(serve: ServeSettings) -> dict[str, Any]:
+    """The document served at ``GET /openapi.json``."""
+    models = [PredictResponse, HealthResponse, ModelResponse, ErrorResponse]
+    refs, definitions = models_json_schema(
+        [(m, "serialization") for m in models], ref_template=_REF
+    )
+    components: dict[str, Any] = dict(definitions.get("$defs", {}))
+    body = TypeAdapter(PredictBody).json_schema(ref_template=_REF)
+    components.update(body.pop("$defs", {}))
+    body["description"] = (
+        "One record or a batch: a named record, a list of named records, "
+        '{"features": [x1..x10]} / {"features": [[x1..x10], ...]}, a bare list of 10 numbers or '
+        f"a list of such lists. At most {serve.max_batch} records and {serve.max_body_bytes} bytes."
+    )
+    ref = {m: refs[(m, "serialization")] for m in models}
+    error = _json(ref[ErrorResponse], "Error with a readable reason")
+    example = {
+        "x1": 1.2,
+        "x2": -0.4,
+        "x3": 3.1,
+        "x4": 0.0,
+        "x5": 2.2,
+        "x6": -1.7,
+        "x7": 0.9,
+        "x8": 4.0,
+        "x9": -2.5,
+        "x10": 1.1,
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Persona Stream prediction service",
+            "version": "1",
+            "description": (
+                "Labels survey participants with the client's marketing personas using the "
+                "registry's champion model (nearest centroid), the same rule as the stream."
+            ),
+        },
+        "paths": {
+            "/predict": {
+                "post": {
+                    "summary": "Label one record or a batch",
+                    "operationId": "predict",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": body, "example": example}},
+                    },
+                    "responses": {
+                        "200": _json(ref[PredictResponse], "Predictions in request order"),
+                        "413": error,
+                        "422": error,
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "Liveness and model status of the answering worker",
+                    "operationId": "health",
+                    "responses": {"200": _json(ref[HealthResponse], "Status")},
+                }
+            },
+            "/model": {
+                "get": {
+                    "summary": "The model this worker serves",
+                    "operationId": "model",
+                    "responses": {"200": _json(ref[ModelResponse], "Model")},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+                }
+            },
+        },
+        "components": {"schemas": components},
+    }

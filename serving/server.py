@@ -1,0 +1,96 @@
+"""Run the app under Gunicorn from Python (``gunicorn.app.base.BaseApplication``).
+
+Each worker builds its own app in ``load()`` after the fork, so every worker has its own model
+holder and poller thread (threads do not survive a fork). MLflow is imported once in the master
+before forking, so N workers do not each pay its ~4 s import on 2 cores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from personas.errors import ConfigError
+from personas.settings import Settings
+from serving.settings import ServeSettings
+
+__all__ = ["PersonaServer", "check_port_free", "configure_mlflow_http", "serve"]
+
+
+def configure_mlflow_http(serve: ServeSettings) -> None:
+    """Bound MLflow's HTTP calls (its defaults retry for minutes) unless the user set them."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(serve.registry_timeout_s))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(serve.registry_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A taken port is reported in one line (Gunicorn would retry and print five tracebacks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror}; "
+                "choose another with --port or PERSONA_SERVE_PORT"
+            ) from None
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    holder = getattr(app, "holder", None)
+    if holder is not None:
+        holder.stop(timeout=2.0)
+
+
+class PersonaServer:
+    """Factory for the Gunicorn application (the class is built lazily: gunicorn imports slowly)."""
+
+    @staticmethod
+    def build(settings: Settings, serve: ServeSettings) -> Any:
+        from gunicorn.app.base import BaseApplication
+
+        class _App(BaseApplication):  # type: ignore[misc]
+            def __init__(self) -> None:
+                self.options = {
+                    "bind": serve.bind,
+                    "workers": serve.workers,
+                    "threads": serve.threads,
+                    "timeout": serve.timeout_s,
+                    "graceful_timeout": 10,
+                    "preload_app": False,
+                    "accesslog": "-" if serve.access_log else None,
+                    "errorlog": "-",
+                    "loglevel": "info",
+                    "proc_name": "persona-serve",
+                    "worker_exit": _worker_exit,
+                    # gunicorn ≥ 24 opens ~/.gunicorn/gunicorn.ctl: two servers would share it
+                    "control_socket_disable": True,
+                }
+                super().__init__()
+
+            def load_config(self) -> None:
+                for key, value in self.options.items():
+                    if value is not None and key in self.cfg.settings:
+                        self.cfg.set(key, value)
+
+            def load(self) -> Any:
+                from serving.app import create_app
+
+                return create_app(settings, serve)
+
+        return _App()
+
+
+def serve(settings: Settings, serve_settings: ServeSettings) -> None:
+    """Blocking: run Gunicorn until SIGINT/SIGTERM."""
+    check_port_free(serve_settings.host, serve_settings.port)
+    configure_mlflow_http(serve_settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
+    import mlflow.tracking  # noqa: F401 - warm import in the master, shared by forked workers
+
+    PersonaServer.build(settings, serve_settings).run()
