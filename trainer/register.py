@@ -1,0 +1,293 @@
+"""MLflow side of the trainer: log a run, register a version, move the champion alias.
+
+The registry contract (personas/registry.py) for every version of ``settings.model_name``:
+the run logged ``persona_model.json`` (CentroidModel.to_dict, ``version`` = the registry version),
+``reference.parquet`` (the training sample, x1..x10, persona_id, distance) and a standard MLflow
+model ``model`` (an sklearn KMeans holding the centroids: ``predict`` returns the persona *index*,
+i.e. the row of ``persona_ids`` in persona_model.json and in the version tag ``persona_ids``).
+
+Calls are kept few: one ``log_batch`` for params and metrics, one upload per artifact, and
+``log_model`` with explicit ``pip_requirements`` (inferring them costs 6–10 s, FIELD_NOTES).
+``persona_model.json`` is logged *after* ``create_model_version`` because only then is the version
+number known; nobody reads it before the alias moves, which happens last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from personas.catalogue import FEATURES
+from personas.errors import ServiceUnavailable
+from personas.model import CentroidModel
+from personas.registry import MODEL_ARTIFACT, REFERENCE_ARTIFACT, champion_version, client
+from personas.schemas import ModelUpdated, utc_now
+from personas.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from trainer.events import Publisher
+
+__all__ = [
+    "SOURCE_TAG",
+    "LoggedRun",
+    "Registered",
+    "experiment_id",
+    "log_run",
+    "mlflow_for",
+    "promote",
+    "register_run",
+    "version_tags",
+    "versions_with_tag",
+]
+
+log = logging.getLogger(__name__)
+
+#: Version tag saying where a version came from: "bootstrap" or "retrain".
+SOURCE_TAG = "persona_source"
+
+
+@dataclass(frozen=True)
+class Registered:
+    version: int
+    run_id: str
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    run_id: str
+    model_id: str | None  # the MLflow 3 LoggedModel of ``model``, when one was logged
+
+
+def mlflow_for(settings: Settings) -> Any:
+    """The mlflow module pointed at our server (set inside commands, never at import)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    return mlflow
+
+
+def _unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
+    return ServiceUnavailable("MLflow", settings.tracking_uri, str(exc).splitlines()[0][:200])
+
+
+def experiment_id(settings: Settings, name: str) -> str:
+    """Id of the named experiment, created on first use (tolerates a concurrent creator)."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        found = mlflow_client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(mlflow_client.create_experiment(name))
+        except MlflowException:
+            found = mlflow_client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return str(found.experiment_id)
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+
+
+def _sklearn_model(centroids: np.ndarray) -> Any:
+    """A KMeans whose cluster_centers_ are exactly ``centroids`` (fit on them, one step)."""
+    import pandas as pd
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=centroids.shape[0], init=centroids, n_init=1, max_iter=1)
+    # Fitted on named columns so pyfunc callers passing x1..x10 get no feature-name warning.
+    return km.fit(pd.DataFrame(centroids, columns=list(FEATURES)))
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "scipy", "skops")]
+
+
+def _signature() -> Any:
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("double", name) for name in FEATURES]),
+        outputs=Schema([ColSpec("integer")]),
+    )
+
+
+def log_run(
+    settings: Settings,
+    *,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    documents: dict[str, Any] | None = None,
+    reference: pd.DataFrame | None = None,
+    centroids: np.ndarray | None = None,
+) -> LoggedRun:
+    """One finished run with params, metrics, JSON documents, the reference and the sklearn model.
+
+    ``centroids`` given → the standard MLflow model is logged as ``model``.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    mlflow = mlflow_for(settings)
+    mlflow_client = client(settings)
+    exp = experiment_id(settings, experiment)
+    try:
+        run = mlflow_client.create_run(exp, run_name=run_name, tags=tags)
+        run_id = run.info.run_id
+        now = int(time.time() * 1000)
+        mlflow_client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            tags=[RunTag("mlflow.runName", run_name)],
+        )
+        for name, document in (documents or {}).items():
+            mlflow_client.log_dict(run_id, document, name)
+        if reference is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / REFERENCE_ARTIFACT
+                reference.to_parquet(path, index=False)
+                mlflow_client.log_artifact(run_id, str(path))
+        model_id = None
+        if centroids is not None:
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.sklearn.log_model(
+                    _sklearn_model(centroids),
+                    name="model",
+                    signature=_signature(),
+                    pip_requirements=_pip_requirements(),
+                )
+            model_id = info.model_id
+        else:
+            mlflow_client.set_terminated(run_id)
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    return LoggedRun(run_id=str(run_id), model_id=model_id)
+
+
+def _ensure_registered_model(settings: Settings) -> None:
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        mlflow_client.get_registered_model(settings.model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            mlflow_client.create_registered_model(
+                settings.model_name,
+                description=(
+                    "Persona model of Persona Stream: nearest centroid in x1..x10. "
+                    f"Alias '{settings.champion_alias}' is the serving version; each version's "
+                    f"run holds {MODEL_ARTIFACT}, {REFERENCE_ARTIFACT} and the sklearn model."
+                ),
+            )
+        except MlflowException as again:
+            if again.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def register_run(
+    settings: Settings, logged: LoggedRun, model: CentroidModel, tags: dict[str, str]
+) -> Registered:
+    """Register the run's ``model`` as a new version and log its persona_model.json."""
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        _ensure_registered_model(settings)
+        run_id, model_id = logged.run_id, logged.model_id
+        source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/model"
+        version_tags = {
+            **tags,
+            "persona_ids": json.dumps(list(model.persona_ids)),
+            "persona_names": json.dumps(list(model.persona_names)),
+            "outlier_distance": f"{model.outlier_distance:.6f}",
+        }
+        mv = mlflow_client.create_model_version(
+            settings.model_name, source, run_id=run_id, tags=version_tags, model_id=model_id
+        )
+        version = int(mv.version)
+        document = replace(model, version=version).to_dict()
+        mlflow_client.log_dict(run_id, document, MODEL_ARTIFACT)
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    log.info("registered %s version %d (run %s)", settings.model_name, version, run_id)
+    return Registered(version=version, run_id=run_id)
+
+
+def promote(
+    settings: Settings, registered: Registered, publisher: Publisher
+) -> ModelUpdated | None:
+    """Point the champion alias at ``registered`` and publish ModelUpdated — only if it moved."""
+    from mlflow.exceptions import MlflowException
+
+    previous = champion_version(settings)
+    if previous == registered.version:
+        return None
+    try:
+        client(settings).set_registered_model_alias(
+            settings.model_name, settings.champion_alias, str(registered.version)
+        )
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    event = ModelUpdated(
+        model_name=settings.model_name,
+        version=registered.version,
+        alias=settings.champion_alias,
+        run_id=registered.run_id,
+        previous_version=previous,
+        updated_at=utc_now(),
+    )
+    publisher.publish(settings.topics.model_updates, settings.model_name, event)
+    log.info(
+        "%s@%s: %s -> %d",
+        settings.model_name,
+        settings.champion_alias,
+        previous,
+        registered.version,
+    )
+    return event
+
+
+def versions_with_tag(settings: Settings, key: str, value: str) -> list[int]:
+    """Registered versions of the model whose tag ``key`` equals ``value`` (ascending)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = client(settings).search_model_versions(f"name = '{settings.model_name}'")
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise _unavailable(settings, exc) from None
+    except OSError as exc:
+        raise _unavailable(settings, exc) from None
+    return sorted(int(mv.version) for mv in found if mv.tags.get(key) == value)
+
+
+def version_tags(settings: Settings, version: int) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(settings).get_model_version(settings.model_name, str(version))
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    return dict(mv.tags)

@@ -1,0 +1,437 @@
+"""Retrain on command: refit, keep persona identity, gate, register, promote.
+
+One command, one decision, one MLflow run (except duplicates and stale commands, which are only
+written to the ledger):
+
+1. dedup — the ledger says whether this range was trained already;
+2. stale — a command whose range ends no later than the champion's own training range is older
+   than the champion (event time, so replays behave like live data);
+3. fit — KMeans on the labelled rows of [range_start, range_end), started from the champion's
+   centroids (or k-means++ if configured);
+4. identity — optimal assignment of new to old centroids (trainer/identity.py); a cluster beyond
+   the threshold, or a k+1 fit's extra cluster far from every persona, is a *candidate persona*:
+   the champion stays and a person decides (TrainerAlert candidate_persona);
+5. gate — trainer/gate.py; failure keeps the champion (TrainerAlert gate_failed);
+6. promote — register the version (persona ids and names carried over, new outlier distance),
+   move the alias, publish ModelUpdated.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import numpy as np
+
+from personas.errors import InvalidModel
+from personas.model import CentroidModel
+from personas.registry import champion_version, load_version
+from personas.schemas import RetrainCommand, TrainerAlert, utc_now
+from personas.settings import Settings
+from trainer import ledger, register
+from trainer.data import features_of, load_range, reference_frame
+from trainer.events import Publisher
+from trainer.fitting import Fit, empirical_quantile_distance, fit_kmeans, outlier_distance
+from trainer.gate import GateResult, evaluate_gate, silhouette
+from trainer.identity import Matching, match_centroids, match_threshold
+from trainer.settings import TrainerSettings
+
+__all__ = ["Outcome", "Status", "find_candidates", "handle_command"]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["promoted", "gate_failed", "candidate_persona", "duplicate", "stale", "failed"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the trainer decided for one command."""
+
+    status: Status
+    command_id: UUID
+    reason: str
+    champion_version: int | None  # the champion after handling
+    version: int | None = None  # the version registered by this command (promoted only)
+    run_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def handle_command(
+    settings: Settings,
+    cmd: RetrainCommand,
+    *,
+    trainer_settings: TrainerSettings | None = None,
+    publisher: Publisher | None = None,
+) -> Outcome:
+    """Handle one retrain command end to end (the consumer loop calls this for every message).
+
+    Raises ServiceUnavailable when PostgreSQL, MLflow or Kafka do not answer: the caller should
+    retry the same command later (it is not recorded as trained).
+    """
+    ts = trainer_settings or TrainerSettings()
+    own_publisher = publisher is None
+    pub = publisher or Publisher(settings)
+    try:
+        with ledger.training_lock(settings):
+            return _handle(settings, ts, cmd, pub)
+    finally:
+        if own_publisher:
+            pub.close()
+
+
+def _handle(
+    settings: Settings, ts: TrainerSettings, cmd: RetrainCommand, pub: Publisher
+) -> Outcome:
+    ledger.record_received(settings, cmd)
+    current = champion_version(settings)
+    seen = ledger.status_of(settings, cmd)
+    if seen is not None and seen[0] not in ("received", "failed"):
+        return _skip(settings, cmd, "duplicate", f"command already handled ({seen[0]})", current)
+    earlier = ledger.previous_training(settings, cmd)
+    if earlier is not None:
+        reason = f"range already trained by command {earlier['command_id']} ({earlier['status']})"
+        return _skip(settings, cmd, "duplicate", reason, current)
+    if current is None:
+        return _fail(settings, cmd, pub, "no champion yet: run `persona train bootstrap` first")
+    try:
+        champion = load_version(settings, current)
+    except InvalidModel as exc:
+        return _fail(settings, cmd, pub, f"champion version {current} is unusable: {exc}")
+    tags = register.version_tags(settings, current)
+    champion_end = tags.get("range_end")
+    if champion_end is not None and cmd.range_end <= datetime.fromisoformat(champion_end):
+        reason = (
+            f"range ends {cmd.range_end.isoformat()}, not after the champion's training range "
+            f"(version {current}, ends {champion_end})"
+        )
+        return _skip(settings, cmd, "stale", reason, current)
+    return _train(settings, ts, cmd, pub, champion)
+
+
+def _skip(
+    settings: Settings, cmd: RetrainCommand, status: Status, reason: str, current: int | None
+) -> Outcome:
+    log.info("command %s: %s — %s", cmd.command_id, status, reason)
+    ledger.finish(settings, cmd, status, reason)
+    return Outcome(
+        status=status, command_id=cmd.command_id, reason=reason, champion_version=current
+    )
+
+
+def _fail(settings: Settings, cmd: RetrainCommand, pub: Publisher, reason: str) -> Outcome:
+    log.error("command %s failed: %s", cmd.command_id, reason)
+    _alert(settings, pub, cmd, "retrain_failed", reason, {})
+    ledger.finish(settings, cmd, "failed", reason)
+    return Outcome(
+        status="failed",
+        command_id=cmd.command_id,
+        reason=reason,
+        champion_version=champion_version(settings),
+    )
+
+
+def _alert(
+    settings: Settings,
+    pub: Publisher,
+    cmd: RetrainCommand,
+    kind: Literal["candidate_persona", "gate_failed", "retrain_failed"],
+    message: str,
+    details: dict[str, Any],
+) -> None:
+    alert = TrainerAlert(
+        kind=kind,
+        command_id=cmd.command_id,
+        message=message,
+        details={"model_name": settings.model_name, **details},
+        created_at=utc_now(),
+    )
+    pub.publish(settings.topics.alerts, f"trainer:{cmd.command_id}", alert)
+
+
+def find_candidates(
+    x: np.ndarray,
+    champion: CentroidModel,
+    fit: Fit,
+    matching: Matching,
+    ts: TrainerSettings,
+) -> list[dict[str, Any]]:
+    """Clusters that are not an existing persona, with what a person needs to judge them.
+
+    From the k-fit: a cluster matched beyond the threshold. From a k+1 fit (started at the
+    champion's centroids plus the row farthest from them): its extra cluster, when it holds at least
+    ``min_candidate_share`` of the rows and lies beyond the threshold from *every* persona — a new
+    group that the k-fit would otherwise absorb into the nearest persona.
+    """
+    found: list[dict[str, Any]] = []
+    for j in matching.candidates:
+        i = int(matching.old_index[j])
+        found.append(
+            {
+                "source": f"k={champion.n_personas} fit",
+                "centroid": [round(float(v), 4) for v in fit.centroids[j]],
+                "size": int(fit.sizes[j]),
+                "nearest_persona_id": champion.persona_ids[i] if i >= 0 else None,
+                "distance": float(matching.distance[j]),
+                "threshold": matching.threshold,
+            }
+        )
+    if found or not ts.check_extra_cluster or len(x) <= champion.n_personas + 1:
+        return found
+    far = champion.label(x).distance
+    start = np.vstack([champion.centroids, x[int(np.argmax(far))]])
+    extra = fit_kmeans(x, start, seed=ts.seed)
+    dist = np.sqrt(((extra.centroids[:, None, :] - champion.centroids[None]) ** 2).sum(-1))
+    for j in range(extra.centroids.shape[0]):
+        share = float(extra.sizes[j]) / len(x)
+        nearest = int(np.argmin(dist[j]))
+        if dist[j, nearest] > matching.threshold and share >= ts.min_candidate_share:
+            found.append(
+                {
+                    "source": f"k={champion.n_personas + 1} fit",
+                    "centroid": [round(float(v), 4) for v in extra.centroids[j]],
+                    "size": int(extra.sizes[j]),
+                    "share": round(share, 4),
+                    "nearest_persona_id": champion.persona_ids[nearest],
+                    "distance": float(dist[j, nearest]),
+                    "threshold": matching.threshold,
+                }
+            )
+    return found
+
+
+def _train(
+    settings: Settings,
+    ts: TrainerSettings,
+    cmd: RetrainCommand,
+    pub: Publisher,
+    champion: CentroidModel,
+) -> Outcome:
+    frame = load_range(
+        settings, cmd.range_start, cmd.range_end, max_rows=ts.max_train_rows, seed=ts.seed
+    )
+    x = features_of(frame)
+    k = champion.n_personas
+    params: dict[str, Any] = {
+        "command_id": str(cmd.command_id),
+        "range_start": cmd.range_start.isoformat(),
+        "range_end": cmd.range_end.isoformat(),
+        "reason": cmd.reason,
+        "requested_by": cmd.requested_by,
+        "champion_version": champion.version,
+        "k": k,
+        "init": ts.init,
+        "seed": ts.seed,
+        "min_samples": ts.min_samples,
+        "min_cluster_size": ts.min_cluster_size,
+        "silhouette_margin": ts.silhouette_margin,
+        "match_fraction": ts.match_fraction,
+        "outlier_quantile": ts.outlier_quantile,
+    }
+    run_tags = {"command_id": str(cmd.command_id), "champion_version": str(champion.version)}
+    if len(x) < max(ts.min_samples, k + 1):
+        # Too few rows to fit at all: the first gate check fails, the others cannot be evaluated.
+        failure = f"only {len(x)} rows in the range, the gate needs {max(ts.min_samples, k + 1)}"
+        gate = GateResult(False, (failure,), {"gate_n_samples": float(len(x))})
+        return _reject(settings, ts, cmd, pub, champion, gate, params, run_tags, {})
+
+    fit = fit_kmeans(x, champion.centroids if ts.init == "champion" else k, seed=ts.seed)
+    threshold = match_threshold(champion.centroids, ts.match_fraction)
+    matching = match_centroids(champion.centroids, fit.centroids, threshold)
+    # New centroids in the champion's persona order: row i = the cluster matched to persona i.
+    order = np.empty(k, dtype=np.int64)
+    order[matching.old_index] = np.arange(k)
+    centroids = fit.centroids[order]
+    labels = matching.old_index[fit.labels]  # cluster j -> persona row old_index[j]
+    sample = np.random.default_rng(ts.seed).permutation(len(x))[: ts.silhouette_rows]
+    gate = evaluate_gate(
+        n_samples=len(x),
+        cluster_sizes=np.bincount(labels, minlength=k),
+        centroids=centroids,
+        silhouette_new=silhouette(x, labels, sample),
+        silhouette_champion=silhouette(x, champion.label(x).index, sample),
+        min_samples=ts.min_samples,
+        min_cluster_size=ts.min_cluster_size,
+        silhouette_margin=ts.silhouette_margin,
+    )
+    shifts = np.sqrt(((centroids - champion.centroids) ** 2).sum(axis=1))
+    shift_doc = {
+        str(pid): {
+            "name": champion.persona_names[i],
+            "shift": float(shifts[i]),
+            "old": champion.centroids[i].tolist(),
+            "new": centroids[i].tolist(),
+            "size": int(np.sum(labels == i)),
+        }
+        for i, pid in enumerate(champion.persona_ids)
+    }
+    metrics = dict(gate.metrics)
+    metrics.update(_cluster_metrics(x, labels, fit))
+    metrics["match_threshold"] = threshold
+    for i, pid in enumerate(champion.persona_ids):
+        metrics[f"centroid_shift_{pid}"] = float(shifts[i])
+        metrics[f"cluster_size_{pid}"] = float(np.sum(labels == i))
+    if not gate.passed:
+        return _reject(settings, ts, cmd, pub, champion, gate, params, run_tags, metrics)
+    candidates = find_candidates(x, champion, fit, matching, ts)
+    if candidates:
+        return _hold(settings, ts, cmd, pub, champion, candidates, params, run_tags, metrics)
+
+    threshold_out = outlier_distance(x, centroids, labels, ts.outlier_quantile)
+    metrics["outlier_distance"] = threshold_out
+    metrics["outlier_distance_empirical"] = empirical_quantile_distance(
+        x, centroids, labels, ts.outlier_quantile
+    )
+    model = CentroidModel(
+        centroids=centroids,
+        persona_ids=champion.persona_ids,
+        persona_names=champion.persona_names,
+        outlier_distance=threshold_out,
+        feature_names=champion.feature_names,
+        metadata={
+            "source": "retrain",
+            "command_id": str(cmd.command_id),
+            "range_start": cmd.range_start.isoformat(),
+            "range_end": cmd.range_end.isoformat(),
+            "parent_version": champion.version,
+            "outlier_rule": f"robust chi-square, q={ts.outlier_quantile}",
+        },
+    )
+    version_tags = {
+        register.SOURCE_TAG: "retrain",
+        "command_id": str(cmd.command_id),
+        "range_start": cmd.range_start.isoformat(),
+        "range_end": cmd.range_end.isoformat(),
+        "parent_version": str(champion.version),
+    }
+    logged = register.log_run(
+        settings,
+        experiment=ts.experiment,
+        run_name=f"retrain-{cmd.range_start:%Y%m%dT%H%M}-{cmd.range_end:%Y%m%dT%H%M}",
+        params=params,
+        metrics=metrics,
+        tags={**run_tags, "decision": "promoted", register.SOURCE_TAG: "retrain"},
+        documents={"centroid_shift.json": shift_doc, "gate.json": _gate_doc(gate)},
+        reference=reference_frame(frame, model, max_rows=ts.reference_rows, seed=ts.seed),
+        centroids=model.centroids,
+    )
+    registered = register.register_run(settings, logged, model, version_tags)
+    register.promote(settings, registered, pub)
+    reason = "gate passed; " + ", ".join(
+        f"{champion.persona_names[i]} moved {shifts[i]:.3f}" for i in range(k)
+    )
+    ledger.finish(
+        settings, cmd, "promoted", reason, version=registered.version, run_id=logged.run_id
+    )
+    log.info("command %s: promoted version %d (%s)", cmd.command_id, registered.version, reason)
+    return Outcome(
+        status="promoted",
+        command_id=cmd.command_id,
+        reason=reason,
+        champion_version=registered.version,
+        version=registered.version,
+        run_id=logged.run_id,
+        details={"centroid_shift": {pid: d["shift"] for pid, d in shift_doc.items()}, **metrics},
+    )
+
+
+def _cluster_metrics(x: np.ndarray, labels: np.ndarray, fit: Fit) -> dict[str, float]:
+    from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+    metrics = {"n_samples": float(len(x)), "inertia": fit.inertia, "n_iter": float(fit.n_iter)}
+    if len(np.unique(labels)) >= 2:
+        metrics["calinski_harabasz"] = float(calinski_harabasz_score(x, labels))
+        metrics["davies_bouldin"] = float(davies_bouldin_score(x, labels))
+    return metrics
+
+
+def _gate_doc(gate: GateResult) -> dict[str, Any]:
+    return {"passed": gate.passed, "failures": list(gate.failures), "metrics": gate.metrics}
+
+
+def _reject(
+    settings: Settings,
+    ts: TrainerSettings,
+    cmd: RetrainCommand,
+    pub: Publisher,
+    champion: CentroidModel,
+    gate: GateResult,
+    params: dict[str, Any],
+    run_tags: dict[str, str],
+    metrics: dict[str, float],
+) -> Outcome:
+    logged = register.log_run(
+        settings,
+        experiment=ts.experiment,
+        run_name=f"retrain-rejected-{str(cmd.command_id)[:8]}",
+        params=params,
+        metrics={**gate.metrics, **metrics},
+        tags={**run_tags, "decision": "gate_failed", "gate_reason": gate.reason[:5000]},
+        documents={"gate.json": _gate_doc(gate)},
+    )
+    message = f"retrain on {cmd.range_start:%Y-%m-%d %H:%M}..{cmd.range_end:%Y-%m-%d %H:%M} "
+    message += f"failed the quality gate, champion v{champion.version} stays: {gate.reason}"
+    _alert(
+        settings,
+        pub,
+        cmd,
+        "gate_failed",
+        message,
+        {"failures": list(gate.failures), "run_id": logged.run_id, "metrics": gate.metrics},
+    )
+    ledger.finish(settings, cmd, "gate_failed", gate.reason, run_id=logged.run_id)
+    log.warning("command %s: %s", cmd.command_id, message)
+    return Outcome(
+        status="gate_failed",
+        command_id=cmd.command_id,
+        reason=gate.reason,
+        champion_version=champion.version,
+        run_id=logged.run_id,
+        details={"failures": list(gate.failures), **metrics},
+    )
+
+
+def _hold(
+    settings: Settings,
+    ts: TrainerSettings,
+    cmd: RetrainCommand,
+    pub: Publisher,
+    champion: CentroidModel,
+    candidates: list[dict[str, Any]],
+    params: dict[str, Any],
+    run_tags: dict[str, str],
+    metrics: dict[str, float],
+) -> Outcome:
+    reason = (
+        f"{len(candidates)} cluster(s) match no existing persona within "
+        f"{candidates[0]['threshold']:.3f}; a person must decide (champion v{champion.version} stays)"
+    )
+    logged = register.log_run(
+        settings,
+        experiment=ts.experiment,
+        run_name=f"retrain-candidate-{str(cmd.command_id)[:8]}",
+        params=params,
+        metrics={**metrics, "n_candidates": float(len(candidates))},
+        tags={**run_tags, "decision": "candidate_persona", "gate_reason": reason},
+        documents={"candidates.json": {"candidates": candidates}},
+    )
+    _alert(
+        settings,
+        pub,
+        cmd,
+        "candidate_persona",
+        reason,
+        {"candidates": candidates, "run_id": logged.run_id},
+    )
+    ledger.finish(settings, cmd, "candidate_persona", reason, run_id=logged.run_id)
+    log.warning("command %s: %s", cmd.command_id, reason)
+    return Outcome(
+        status="candidate_persona",
+        command_id=cmd.command_id,
+        reason=reason,
+        champion_version=champion.version,
+        run_id=logged.run_id,
+        details={"candidates": candidates},
+    )

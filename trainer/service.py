@@ -1,0 +1,150 @@
+"""`persona trainer`: the consumer loop over ``retrain-commands``.
+
+One consumer in group ``PERSONA_TRAINER_GROUP_ID`` handles one command at a time and commits its
+offset only after the decision is durable (ledger row, MLflow run, alias, events). Commands that
+arrive while a fit runs wait in Kafka — queued, not lost — and a crash mid-fit redelivers the
+command, which the ledger lets through because it never reached a final status.
+
+When PostgreSQL, MLflow or Kafka do not answer, the command is not dropped: the consumer seeks
+back to it and retries after ``retry_seconds`` while still polling (so the group does not evict
+it). An unexpected error in the fit itself marks the command ``failed`` and publishes a
+TrainerAlert(retrain_failed) instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from personas.errors import ServiceUnavailable
+from personas.kafka import consumer_config, ensure_topics
+from personas.schemas import RetrainCommand, TrainerAlert, utc_now
+from personas.settings import Settings
+from trainer.events import Publisher
+from trainer.retrain import Outcome, handle_command
+from trainer.settings import TrainerSettings
+
+__all__ = ["is_transient", "run_trainer"]
+
+log = logging.getLogger(__name__)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A dependency outage (retry later) rather than a problem with the command itself."""
+    import psycopg
+
+    return isinstance(exc, ServiceUnavailable | psycopg.OperationalError | ConnectionError)
+
+
+def run_trainer(
+    settings: Settings,
+    trainer_settings: TrainerSettings | None = None,
+    *,
+    stop: threading.Event | None = None,
+    max_commands: int | None = None,
+    poll_timeout: float = 1.0,
+    retry_seconds: float = 5.0,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> int:
+    """Consume retrain commands until ``stop`` is set (or ``max_commands`` were handled)."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    from personas import db
+
+    ts = trainer_settings or TrainerSettings()
+    stop = stop or threading.Event()
+    db.apply_migrations(settings)
+    ensure_topics(settings)
+    consumer: Any = Consumer(
+        consumer_config(
+            settings,
+            ts.group_id,
+            **{"max.poll.interval.ms": ts.max_poll_interval_ms, "enable.partition.eof": False},
+        )
+    )
+    consumer.subscribe([settings.topics.retrain])
+    publisher = Publisher(settings)
+    handled = 0
+    log.info("trainer listening on %s (group %s)", settings.topics.retrain, ts.group_id)
+    try:
+        while not stop.is_set():
+            msg = consumer.poll(poll_timeout)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error: %s", msg.error())
+                continue
+            outcome = _handle_message(settings, ts, publisher, msg)
+            if outcome is None:  # dependency down: read the same command again after a pause
+                consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+                stop.wait(retry_seconds)
+                continue
+            consumer.commit(message=msg, asynchronous=False)
+            handled += 1
+            if on_outcome is not None and isinstance(outcome, Outcome):
+                on_outcome(outcome)
+            if max_commands is not None and handled >= max_commands:
+                break
+    finally:
+        consumer.close()
+        publisher.close()
+    log.info("trainer stopped after %d command(s)", handled)
+    return handled
+
+
+def _handle_message(
+    settings: Settings, ts: TrainerSettings, publisher: Publisher, msg: Any
+) -> Outcome | bool | None:
+    """Outcome (or True for an unusable message) when done, None to retry later."""
+    try:
+        cmd = RetrainCommand.model_validate_json(msg.value() or b"")
+    except ValidationError as exc:
+        reason = f"unusable retrain command at offset {msg.offset()}: {exc.errors()[0]['msg']}"
+        log.error(reason)
+        try:
+            publisher.publish(
+                settings.topics.alerts,
+                "trainer:invalid-command",
+                TrainerAlert(kind="retrain_failed", message=reason, created_at=utc_now()),
+            )
+        except ServiceUnavailable:
+            return None
+        return True
+    try:
+        return handle_command(settings, cmd, trainer_settings=ts, publisher=publisher)
+    except Exception as exc:
+        if is_transient(exc):
+            log.warning("command %s: %s; will retry", cmd.command_id, exc)
+            return None
+        log.exception("command %s failed", cmd.command_id)
+        return _record_failure(settings, publisher, cmd, exc)
+
+
+def _record_failure(
+    settings: Settings, publisher: Publisher, cmd: RetrainCommand, exc: Exception
+) -> Outcome | None:
+    from trainer import ledger
+
+    reason = f"{type(exc).__name__}: {exc}"[:1000]
+    try:
+        ledger.finish(settings, cmd, "failed", reason)
+        publisher.publish(
+            settings.topics.alerts,
+            f"trainer:{cmd.command_id}",
+            TrainerAlert(
+                kind="retrain_failed",
+                command_id=cmd.command_id,
+                message=f"retrain failed, champion unchanged: {reason}",
+                created_at=utc_now(),
+            ),
+        )
+    except Exception as again:
+        if is_transient(again):
+            return None
+        raise
+    return Outcome(status="failed", command_id=cmd.command_id, reason=reason, champion_version=None)
