@@ -1,0 +1,218 @@
+"""Judge one closed window: relabel with the champion, run the tests, optionally Evidently.
+
+The window's events are labelled again with the champion that holds the reference (one matrix
+product, ~17M events/s), even though each PersonaLabel already carries a persona: after a hot
+swap a window mixes labels of two model versions, and comparing old-model distances with the new
+model's reference would be meaningless. How many labels came from another version is reported.
+
+Test names without a colon form the verdict (OR); names with a colon are informational
+(``evidently:<column>``, ``evidently:dataset_drift``, ``info:<what>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from monitor.evidently_report import EvidentlyResult, run_report
+from monitor.policy import Decision, Outcome
+from monitor.settings import MonitorSettings
+from monitor.stats import Reference, label_window, run_tests
+from monitor.windows import ClosedWindow
+from personas.schemas import DriftReport, DriftTest, utc_now
+
+__all__ = ["Verdict", "judge", "report_path", "to_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    model_version: int
+    tests: list[DriftTest] = field(default_factory=list)
+    failed_tests: list[str] = field(default_factory=list)
+    persona_mix: dict[str, float] = field(default_factory=dict)
+    mean_distance: float | None = None
+    evidently: EvidentlyResult | None = None
+    seconds: float = 0.0
+
+
+def _info(name: str, statistic: float | None, detail: str) -> DriftTest:
+    return DriftTest(name=f"info:{name}", statistic=statistic, failed=False, detail=detail)
+
+
+def _pipeline_tests(window: ClosedWindow, ref: Reference | None) -> list[DriftTest]:
+    tests = []
+    if window.response_count:
+        share = window.event_count / window.response_count
+        tests.append(
+            _info(
+                "labelled_share",
+                share,
+                f"{window.event_count} labelled of {window.response_count} survey responses "
+                "in this window",
+            )
+        )
+    if window.sampled:
+        tests.append(
+            _info(
+                "sampled",
+                float(window.kept),
+                f"judged on a sample of {window.kept} of {window.event_count} events",
+            )
+        )
+    if window.late_events:
+        tests.append(
+            _info(
+                "late_events",
+                float(window.late_events),
+                "events dropped as late since the last close",
+            )
+        )
+    if ref is not None and window.kept:
+        other = int((window.model_versions != ref.version).sum())
+        if other:
+            tests.append(
+                _info(
+                    "relabelled",
+                    float(other),
+                    f"{other} events labelled by another model version were relabelled with "
+                    f"version {ref.version}",
+                )
+            )
+    return tests
+
+
+def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> Verdict:
+    """The verdict on a window (no I/O except Evidently's optional HTML, done by the caller)."""
+    import time
+
+    started = time.perf_counter()
+    pipeline = _pipeline_tests(window, ref)
+    if ref is None:
+        version = int(window.model_versions.max()) if window.kept else 0
+        note = _info("reference", None, "no champion with a reference sample is registered")
+        return Verdict("insufficient", version, [note, *pipeline])
+    if window.kept < ms.min_events:
+        note = _info(
+            "too_few_events",
+            float(window.kept),
+            f"{window.kept} events; at least {ms.min_events} are needed to judge a window",
+        )
+        return Verdict("insufficient", ref.version, [note, *pipeline])
+
+    frame = label_window(ref.model, window.features)
+    results = run_tests(ref, frame, alpha=ms.alpha, names=ms.tests)
+    tests = [
+        DriftTest(
+            name=r.name,
+            statistic=r.statistic,
+            p_value=r.p_value,
+            threshold=r.threshold,
+            failed=r.failed,
+            detail=r.detail,
+        )
+        for r in results
+    ]
+    failed = [r.name for r in results if r.failed]
+    mix = {
+        name: float(c) / frame.n
+        for name, c in zip(ref.model.persona_names, frame.counts, strict=True)
+    }
+    evidently = None
+    wants_report = ms.reports == "all" or (ms.reports == "non_ok" and bool(failed))
+    if ms.evidently_in_verdict or wants_report:
+        evidently = _evidently(window, ref, frame, ms)
+    if evidently is not None:
+        name = "evidently_dataset_drift" if ms.evidently_in_verdict else "evidently:dataset_drift"
+        tests.append(
+            DriftTest(
+                name=name,
+                statistic=evidently.drifted_share,
+                threshold=0.5,
+                failed=evidently.dataset_drift,
+                detail="share of report columns Evidently marks drifted (≥ 0.5 fails)",
+            )
+        )
+        if ms.evidently_in_verdict and evidently.dataset_drift:
+            failed.append(name)
+        for col in evidently.columns:
+            is_p = "p_value" in col.method or col.method == "ks"
+            tests.append(
+                DriftTest(
+                    name=f"evidently:{col.column}",
+                    statistic=None if is_p else col.score,
+                    p_value=col.score if is_p else None,
+                    threshold=col.threshold,
+                    failed=col.drifted,
+                    detail=col.method,
+                )
+            )
+    outcome: Outcome = "fail" if failed else "pass"
+    return Verdict(
+        outcome,
+        ref.version,
+        [*tests, *pipeline],
+        failed,
+        mix,
+        float(frame.distance.mean()),
+        evidently,
+        time.perf_counter() - started,
+    )
+
+
+def _evidently(
+    window: ClosedWindow, ref: Reference, frame: object, ms: MonitorSettings
+) -> EvidentlyResult | None:
+    try:
+        return run_report(
+            ref,
+            window.features,
+            frame,  # type: ignore[arg-type]
+            method=ms.evidently_method,
+            max_rows=ms.evidently_max_rows,
+            residuals=ms.evidently_residuals,
+            seed=window.event_count,
+        )
+    except Exception:
+        log.exception("Evidently report failed for window %s", window.window_id)
+        return None
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def report_path(reports_dir: Path, window_id: str, model_version: int) -> Path:
+    """Where a window's HTML report goes (file names without colons)."""
+    return reports_dir / f"{_UNSAFE.sub('_', window_id)}-v{model_version}.html"
+
+
+def to_report(
+    window: ClosedWindow,
+    verdict: Verdict,
+    decision: Decision,
+    *,
+    report_uri: str | None,
+    created_at: datetime | None = None,
+) -> DriftReport:
+    tests = list(verdict.tests)
+    if decision.note:
+        tests.append(_info("policy", None, decision.note))
+    return DriftReport(
+        window_id=window.window_id,
+        window_start=window.start,
+        window_end=window.end,
+        event_count=window.event_count,
+        model_version=verdict.model_version,
+        status=decision.status,
+        tests=tests,
+        persona_mix=verdict.persona_mix,
+        mean_distance=verdict.mean_distance,
+        sampled=window.sampled,
+        report_uri=report_uri,
+        created_at=created_at or utc_now(),
+    )

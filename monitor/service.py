@@ -1,0 +1,363 @@
+"""The monitor service: consume labels (and responses), close windows, judge, store, publish.
+
+Threads: the caller's thread runs the consumer loop (poll, parse, window, commit); a single worker
+thread judges closed windows in order (tests, optional Evidently report, policy, PostgreSQL row,
+Kafka messages), so slow reports never stall consumption and the policy sees windows in order.
+
+Offsets are committed only below what is still needed: per (topic, partition) the smallest offset
+held by an open or not-yet-published window. A crash re-reads those events and rebuilds the windows;
+a window already in drift_reports is not published again (its stored decision is adopted).
+
+Several instances: give each its own consumer group (``PERSONA_MONITOR_GROUP_ID``). Each reads every
+partition, builds the same windows (event time, order-independent sampling) and races to insert the
+window's drift_reports row; the winner publishes. One consumer group shared by several instances
+would split a window's events between them and is not supported.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from monitor import store
+from monitor.judge import judge, report_path, to_report
+from monitor.policy import DriftPolicy, command_id_for
+from monitor.reference import ChampionReference, ReferenceSource
+from monitor.settings import MonitorSettings
+from monitor.windows import ClosedWindow, Source, Watermark, WindowEvent, make_windower
+from personas.errors import PersonaError, ServiceUnavailable
+from personas.schemas import DriftReport, PersonaLabel, RetrainCommand, utc_now
+from personas.settings import Settings
+
+__all__ = ["MonitorStats", "WindowProcessor", "run"]
+
+log = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """The service is stopping; the window is left for the next run (offsets not committed)."""
+
+
+@dataclass
+class MonitorStats:
+    labels: int = 0
+    responses: int = 0
+    invalid: int = 0
+    windows: int = 0
+    published: int = 0
+    adopted: int = 0
+    retrains: int = 0
+    late: int = 0
+
+
+class WindowProcessor:
+    """Judges windows one at a time and makes the outcome durable: row, report, command."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        ms: MonitorSettings,
+        reference: ReferenceSource,
+        producer: Any,
+        stop: threading.Event,
+        stats: MonitorStats,
+    ) -> None:
+        self.settings = settings
+        self.ms = ms
+        self.reference = reference
+        self.producer = producer
+        self.stop = stop
+        self.stats = stats
+        self.policy = DriftPolicy(ms.consecutive_windows, ms.cooldown_delta)
+        self._conn: Any = None
+
+    def connection(self) -> Any:
+        from personas.db import connect
+
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self.settings)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+
+    def restore(self, prefix: str) -> int:
+        """Rebuild the policy from the last stored windows of this window size."""
+        conn = self.connection()
+        rows = store.history(conn, self.ms.history_windows, prefix)
+        conn.rollback()
+        for row in rows:
+            self.policy.replay(
+                row.window_id,
+                row.start,
+                row.end,
+                row.status,  # type: ignore[arg-type]
+                row.model_version,
+                row.retrain_command_id is not None,
+            )
+        return len(rows)
+
+    def process(self, window: ClosedWindow) -> DriftReport | None:
+        """Retry until done or stopping: a window is never skipped because a service blinked."""
+        delay = 1.0
+        while True:
+            try:
+                return self._process_once(window)
+            except Stopped:
+                raise
+            except (PersonaError, OSError, *_driver_errors()) as exc:
+                if self.stop.is_set():
+                    raise Stopped(window.window_id) from None
+                log.warning("window %s: %s; retrying in %.0f s", window.window_id, exc, delay)
+                self.close()
+                self._conn = None
+                if self.stop.wait(delay):
+                    raise Stopped(window.window_id) from None
+                delay = min(delay * 2, 30.0)
+
+    def _process_once(self, window: ClosedWindow) -> DriftReport | None:
+        ref = self.reference.current()
+        verdict = judge(window, ref, self.ms)
+        decision = self.policy.decide(
+            window.window_id,
+            window.start,
+            window.end,
+            verdict.outcome,
+            model_version=verdict.model_version,
+            failed_tests=verdict.failed_tests,
+        )
+        report_uri = None
+        if verdict.evidently is not None and self.ms.reports != "never":
+            path = report_path(self.ms.reports_dir, window.window_id, verdict.model_version)
+            report_uri = str(verdict.evidently.save_html(path).resolve())
+        report = to_report(window, verdict, decision, report_uri=report_uri)
+        command = None
+        if decision.retrain is not None:
+            command = RetrainCommand(
+                command_id=command_id_for(self.settings.model_name, window.window_id),
+                range_start=decision.retrain.range_start,
+                range_end=decision.retrain.range_end,
+                reason=decision.retrain.reason,
+                requested_by=f"{self.ms.requested_by}:{self.ms.instance_id}",
+                requested_at=utc_now(),
+                window_ids=decision.retrain.window_ids,
+            )
+        conn = self.connection()
+        with conn.transaction():
+            stored = store.claim(
+                conn,
+                report,
+                retrain_command_id=None if command is None else command.command_id,
+                decided_by=self.ms.instance_id,
+            )
+            if stored is None:
+                self._publish(report, command)
+        conn.commit()
+        if stored is not None:
+            self.stats.adopted += 1
+            log.info(
+                "window %s was decided by %s: %s",
+                window.window_id,
+                stored.decided_by,
+                stored.status,
+            )
+            self.policy.replay(
+                stored.window_id,
+                stored.start,
+                stored.end,
+                stored.status,  # type: ignore[arg-type]
+                stored.model_version,
+                stored.retrain_command_id is not None,
+            )
+            return None
+        self.policy.commit(decision)
+        self.stats.published += 1
+        if command is not None:
+            self.stats.retrains += 1
+        failed = ", ".join(verdict.failed_tests) or "-"
+        log.info(
+            "window %s: %d events, %s (failed: %s; judged in %.0f ms)%s",
+            window.window_id,
+            window.event_count,
+            report.status,
+            failed,
+            verdict.seconds * 1000,
+            f"; retrain {command.command_id}" if command else "",
+        )
+        return report
+
+    def _publish(self, report: DriftReport, command: RetrainCommand | None) -> None:
+        errors: list[str] = []
+
+        def delivered(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(str(err))
+
+        topics = self.settings.topics
+        self.producer.produce(
+            topics.alerts,
+            key=report.window_id.encode(),
+            value=report.model_dump_json().encode(),
+            on_delivery=delivered,
+        )
+        if command is not None:
+            self.producer.produce(
+                topics.retrain,
+                key=self.settings.model_name.encode(),
+                value=command.model_dump_json().encode(),
+                on_delivery=delivered,
+            )
+        remaining = self.producer.flush(15)
+        if remaining or errors:
+            raise ServiceUnavailable(
+                "Kafka", self.settings.kafka_bootstrap, errors[0] if errors else "flush timed out"
+            )
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import psycopg
+    from confluent_kafka import KafkaException
+
+    return (psycopg.Error, KafkaException)
+
+
+def _label_event(value: bytes) -> WindowEvent:
+    label = PersonaLabel.model_validate_json(value)
+    return WindowEvent(label.event_id, label.submitted_at, label.features(), label.model_version)
+
+
+def run(
+    settings: Settings,
+    ms: MonitorSettings,
+    stop: threading.Event,
+    *,
+    reference: ReferenceSource | None = None,
+) -> MonitorStats:
+    """Run until ``stop`` is set. ``reference`` defaults to the registry's champion."""
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+    from personas.db import apply_migrations
+    from personas.kafka import check_kafka, consumer_config, producer_config
+
+    check_kafka(settings)
+    apply_migrations(settings)
+    stats = MonitorStats()
+    windower = make_windower(ms.window, origin=ms.window_origin, max_events=ms.max_window_events)
+    watermark = Watermark(ms.lateness)
+    producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+    processor = WindowProcessor(
+        settings, ms, reference or ChampionReference(settings), producer, stop, stats
+    )
+    restored = processor.restore(f"{windower.label}-")
+    labels_topic = settings.topics.labels
+    topics = [labels_topic] + ([settings.topics.responses] if ms.consume_responses else [])
+
+    def on_assign(consumer: Any, partitions: list[Any]) -> None:
+        watermark.assign([(p.topic, p.partition) for p in partitions if p.topic == labels_topic])
+
+    consumer = Consumer(consumer_config(settings, ms.group_id, **{"enable.partition.eof": True}))
+    consumer.subscribe(topics, on_assign=on_assign)
+    log.info(
+        "monitor %s: window %s, lateness %s, topics %s, group %s (%d stored windows replayed)",
+        ms.instance_id,
+        ms.window,
+        ms.allowed_lateness,
+        topics,
+        ms.group_id,
+        restored,
+    )
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-judge")
+    inflight: deque[tuple[Future[DriftReport | None], ClosedWindow]] = deque()
+    consumed: dict[Source, int] = {}
+    last_commit = time.monotonic()
+    failure: BaseException | None = None
+
+    def committable() -> list[Any]:
+        held = windower.held_offsets()
+        for _, window in inflight:
+            for source, offset in window.offsets.items():
+                held[source] = min(offset, held.get(source, offset))
+        return [
+            TopicPartition(
+                topic, partition, min(next_offset, held.get((topic, partition), next_offset))
+            )
+            for (topic, partition), next_offset in consumed.items()
+        ]
+
+    def commit() -> None:
+        offsets = committable()
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as exc:
+                log.warning("offset commit failed: %s", exc)
+
+    try:
+        while not stop.is_set():
+            for msg in consumer.consume(num_messages=1000, timeout=0.2):
+                source = (msg.topic(), msg.partition())
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        if source[0] == labels_topic:
+                            watermark.eof(source)
+                        continue
+                    log.warning("consumer error: %s", err)
+                    continue
+                consumed[source] = msg.offset() + 1
+                if source[0] == labels_topic:
+                    try:
+                        event = _label_event(msg.value())
+                    except ValueError as exc:
+                        stats.invalid += 1
+                        log.warning(
+                            "skipping invalid label at %s@%d: %s", source, msg.offset(), exc
+                        )
+                        continue
+                    stats.labels += 1
+                    watermark.observe(source, event.submitted_at)
+                    if not windower.add_label(event, source, msg.offset()):
+                        stats.late += 1
+                else:
+                    stats.responses += 1
+                    _, ts = msg.timestamp()
+                    if ts < 0:
+                        continue
+                    windower.add_response(
+                        datetime.fromtimestamp(ts / 1000, UTC), source, msg.offset()
+                    )
+            for window in windower.advance(watermark.value()):
+                stats.windows += 1
+                inflight.append((executor.submit(processor.process, window), window))
+            while inflight and inflight[0][0].done():
+                future, window = inflight.popleft()
+                exc = future.exception()
+                if exc is not None:
+                    raise exc
+            if time.monotonic() - last_commit >= ms.commit_interval_s:
+                commit()
+                last_commit = time.monotonic()
+    except Stopped:
+        pass
+    except BaseException as exc:
+        failure = exc
+        stop.set()
+        raise
+    finally:
+        executor.shutdown(wait=True)
+        while inflight and inflight[0][0].done() and inflight[0][0].exception() is None:
+            inflight.popleft()
+        if failure is None:
+            commit()
+        consumer.close()
+        producer.flush(10)
+        processor.close()
+        log.info("monitor %s stopped: %s", ms.instance_id, stats)
+    return stats

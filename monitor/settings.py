@@ -1,0 +1,179 @@
+"""Monitor settings (env prefix ``PERSONA_MONITOR_``); connections come from ``personas.Settings``.
+
+Defaults follow FIELD_NOTES "Drift detection power": four tests in the persona frame at
+α = 0.0025 each (≈1 % false alarms per window combined), two consecutive failed windows make
+``drift``. Build ``MonitorSettings()`` in the CLI or ``main()``, never at import.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from personas.errors import ConfigError
+
+__all__ = ["TEST_NAMES", "MonitorSettings", "parse_duration"]
+
+#: The calibrated tests of monitor/stats.py, by name.
+TEST_NAMES: tuple[str, ...] = ("distance_shift", "persona_mix", "residual_mean", "far_tail")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``"7d"``, ``"1h"``, ``"90s"``, ``"2w"`` → timedelta; ConfigError on anything else."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"{text!r} is not a duration (use e.g. 30s, 15m, 1h, 1d, 7d, 2w)")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _check_duration(value: str) -> None:
+    try:
+        parse_duration(value)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+class MonitorSettings(BaseSettings):
+    """Everything the drift monitor can be told. Env: ``PERSONA_MONITOR_<FIELD>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PERSONA_MONITOR_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Windows
+    window: str = Field(
+        "7d",
+        description=(
+            "Tumbling window size: a duration in event time (30m, 1h, 1d, 7d) or a number of "
+            "events (e.g. 500) for count windows."
+        ),
+    )
+    window_origin: datetime = Field(
+        datetime(2024, 1, 1, tzinfo=UTC),
+        description="Time windows are aligned to this instant (default a Monday, so 7d = ISO weeks).",
+    )
+    allowed_lateness: str = Field(
+        "1h",
+        description=(
+            "How far behind the newest event an event may arrive and still count; a window closes "
+            "when the watermark (min over partitions of the newest event time, minus this) passes "
+            "its end."
+        ),
+    )
+    min_events: int = Field(
+        50, ge=12, description="Windows with fewer labelled events report insufficient_data."
+    )
+    max_window_events: int = Field(
+        20_000,
+        ge=100,
+        description=(
+            "Events kept per window; bigger windows keep a deterministic sample (the events with "
+            "the smallest hash of event_id) and report sampled=true."
+        ),
+    )
+
+    # Verdict
+    alpha: float = Field(
+        0.0025, gt=0, lt=0.5, description="Significance level of each calibrated test."
+    )
+    tests: tuple[str, ...] = Field(
+        TEST_NAMES, description="Calibrated tests whose failure fails a window (OR)."
+    )
+    evidently_in_verdict: bool = Field(
+        False,
+        description=(
+            "Also fail a window when Evidently's dataset-drift test fails (poorly calibrated on "
+            "raw features; off by default, its results are informational)."
+        ),
+    )
+    consecutive_windows: int = Field(
+        2, ge=1, description="Consecutive failed windows that make status drift (fewer: warning)."
+    )
+    cooldown: str = Field(
+        "14d",
+        description=(
+            "Event time after a retrain command during which no new command is sent (one episode "
+            "triggers one retrain; an episode also never sends two)."
+        ),
+    )
+    requested_by: str = Field("monitor", description="requested_by of RetrainCommand messages.")
+
+    # Evidently reports
+    reports: Literal["never", "non_ok", "all"] = Field(
+        "non_ok", description="Which windows get an Evidently HTML report (≈4 MB each)."
+    )
+    reports_dir: Path = Field(
+        Path("reports/monitor"), description="Folder of the HTML reports (not committed)."
+    )
+    evidently_method: str = Field(
+        "ks", description="Evidently per-column method (ks gives p-values; '' = its default)."
+    )
+    evidently_max_rows: int = Field(
+        5_000, ge=100, description="Rows of window and reference given to Evidently at most."
+    )
+    evidently_residuals: bool = Field(
+        True, description="Add residual (x − assigned centroid) and distance columns to the report."
+    )
+
+    # Service
+    group_id: str = Field(
+        "persona-monitor",
+        description=(
+            "Kafka consumer group. Several instances: give each its own group (they all read "
+            "every partition and dedupe on drift_reports' primary key)."
+        ),
+    )
+    instance_id: str = Field("monitor-1", description="Name of this instance in logs and rows.")
+    consume_responses: bool = Field(
+        True, description="Count survey-responses per window (labelled share in each report)."
+    )
+    commit_interval_s: float = Field(2.0, gt=0, description="Seconds between offset commits.")
+    history_windows: int = Field(
+        50, ge=0, description="Stored windows replayed into the policy at start-up."
+    )
+
+    @field_validator("tests")
+    @classmethod
+    def _known_tests(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = set(value) - set(TEST_NAMES)
+        if unknown:
+            raise ValueError(f"unknown tests {sorted(unknown)}; choose from {list(TEST_NAMES)}")
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        value = value.strip()
+        if value.isdigit():
+            if int(value) < 12:
+                raise ValueError("a count window needs at least 12 events")
+        else:
+            _check_duration(value)
+        return value
+
+    @field_validator("allowed_lateness", "cooldown")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        _check_duration(value)
+        return value
+
+    @field_validator("window_origin")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def lateness(self) -> timedelta:
+        return parse_duration(self.allowed_lateness)
+
+    @property
+    def cooldown_delta(self) -> timedelta:
+        return parse_duration(self.cooldown)

@@ -1,0 +1,435 @@
+"""Event-time tumbling windows: watermark, allowed lateness, bounded memory, offset bookkeeping.
+
+Everything here is driven by the events' ``submitted_at`` and never by the wall clock, so a month
+replayed in a minute yields the same windows as the month lived:
+
+* A **time window** is ``[origin + k·size, origin + (k+1)·size)``. A **count window** is the next
+  ``size`` events in event-time order (ties broken by event id) once the watermark has passed them.
+* The **watermark** is the minimum over partitions of the newest event time seen there, minus the
+  allowed lateness (per partition, because a consumer may read one partition far ahead of another
+  when catching up; a global maximum would then close windows early and drop the other partitions'
+  events as late). A partition at its end (EOF) does not hold the watermark back; when every
+  partition is at its end the newest event time overall is used.
+* A window closes when the watermark passes its end; an event for a closed window is **late**: it is
+  counted and dropped.
+* Memory is bounded: a window keeps at most ``max_events`` events, chosen as those with the smallest
+  hash of ``event_id`` (bottom-k sampling). Unlike a reservoir, the sample does not depend on arrival
+  order, so replays and parallel instances judge identical samples.
+* For at-least-once processing the windower tells the service, per (topic, partition), the smallest
+  offset still held by an open window; offsets below it can be committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import numpy as np
+
+__all__ = [
+    "ClosedWindow",
+    "CountWindower",
+    "Source",
+    "TimeWindower",
+    "Watermark",
+    "WindowEvent",
+    "Windower",
+    "make_windower",
+]
+
+#: (topic, partition)
+Source = tuple[str, int]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(t: datetime) -> int:
+    """Microseconds since the epoch (exact integer arithmetic for window boundaries)."""
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def _stamp(t: datetime) -> str:
+    if t.microsecond:
+        return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hash(event_id: UUID) -> int:
+    return int.from_bytes(hashlib.blake2b(event_id.bytes, digest_size=8).digest(), "big")
+
+
+@dataclass(frozen=True)
+class WindowEvent:
+    """What the monitor keeps of one PersonaLabel."""
+
+    event_id: UUID
+    submitted_at: datetime
+    features: tuple[float, ...]
+    model_version: int
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window whose end the watermark has passed: ready to be judged."""
+
+    window_id: str
+    start: datetime
+    end: datetime
+    event_count: int
+    features: np.ndarray  # (n_kept, d)
+    model_versions: np.ndarray  # (n_kept,)
+    sampled: bool
+    response_count: int | None
+    late_events: int
+    offsets: dict[Source, int]
+
+    @property
+    def kept(self) -> int:
+        return int(self.features.shape[0])
+
+
+class _BottomK:
+    """The k events with the smallest hash of event_id (order-independent sample)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.count = 0
+        self.duplicates = 0
+        self._heap: list[tuple[int, int, WindowEvent]] = []  # (-hash, tiebreak, event)
+        self._kept: set[UUID] = set()
+
+    def add(self, event: WindowEvent) -> None:
+        """Add an event; a re-delivered event that is in the sample is ignored."""
+        if event.event_id in self._kept:
+            self.duplicates += 1
+            return
+        self.count += 1
+        h = _hash(event.event_id)
+        item = (-h, event.event_id.int, event)
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, item)
+            self._kept.add(event.event_id)
+        elif item[:2] > self._heap[0][:2]:  # smaller hash than the largest kept
+            dropped = heapq.heapreplace(self._heap, item)
+            self._kept.discard(dropped[2].event_id)
+            self._kept.add(event.event_id)
+
+    def events(self) -> list[WindowEvent]:
+        return sorted((item[2] for item in self._heap), key=lambda e: (e.submitted_at, e.event_id))
+
+
+def _arrays(events: list[WindowEvent], d: int) -> tuple[np.ndarray, np.ndarray]:
+    if not events:
+        return np.empty((0, d)), np.empty(0, dtype=np.int64)
+    features = np.array([e.features for e in events], dtype=np.float64)
+    versions = np.array([e.model_version for e in events], dtype=np.int64)
+    return features, versions
+
+
+class Watermark:
+    """min over partitions of (newest event time) − lateness; monotonic; EOF partitions excluded."""
+
+    def __init__(self, lateness: timedelta) -> None:
+        self.lateness = lateness
+        self._newest: dict[Source, datetime] = {}
+        self._idle: set[Source] = set()
+        self._assigned: set[Source] | None = None
+        self._value: datetime | None = None
+
+    def assign(self, sources: list[Source]) -> None:
+        """Partitions this consumer reads; one never heard of (no event, no EOF) holds it back."""
+        self._assigned = set(sources)
+
+    def observe(self, source: Source, t: datetime) -> None:
+        newest = self._newest.get(source)
+        if newest is None or t > newest:
+            self._newest[source] = t
+        self._idle.discard(source)
+
+    def eof(self, source: Source) -> None:
+        self._idle.add(source)
+
+    def value(self) -> datetime | None:
+        sources = set(self._newest) | self._idle
+        if self._assigned is not None:
+            if self._assigned - sources:
+                return self._value
+            sources &= self._assigned
+        active = [self._newest[s] for s in sources if s not in self._idle and s in self._newest]
+        if active:
+            candidate = min(active)
+        else:
+            seen = [self._newest[s] for s in sources if s in self._newest]
+            if not seen:
+                return self._value
+            candidate = max(seen)
+        candidate -= self.lateness
+        if self._value is None or candidate > self._value:
+            self._value = candidate
+        return self._value
+
+
+@dataclass
+class _OpenWindow:
+    start_us: int
+    sample: _BottomK
+    responses: int = 0
+    offsets: dict[Source, int] = field(default_factory=dict)
+
+    def hold(self, source: Source | None, offset: int | None) -> None:
+        if source is None or offset is None:
+            return
+        current = self.offsets.get(source)
+        if current is None or offset < current:
+            self.offsets[source] = offset
+
+
+class TimeWindower:
+    """Tumbling event-time windows of a fixed duration aligned to ``origin``."""
+
+    def __init__(
+        self,
+        size: timedelta,
+        *,
+        origin: datetime,
+        max_events: int,
+        label: str,
+        n_features: int = 10,
+    ) -> None:
+        if size <= timedelta(0):
+            raise ValueError("window size must be positive")
+        self.size_us = _us(_EPOCH + size)
+        self.origin_us = _us(origin)
+        self.max_events = max_events
+        self.label = label
+        self.n_features = n_features
+        self.late_events = 0
+        self.late_responses = 0
+        self._late_since_close = 0
+        self._open: dict[int, _OpenWindow] = {}
+        self._closed_until_us: int | None = None
+
+    def _index(self, t: datetime) -> int:
+        return (_us(t) - self.origin_us) // self.size_us
+
+    def _is_late(self, index: int) -> bool:
+        end = self.origin_us + (index + 1) * self.size_us
+        return self._closed_until_us is not None and end <= self._closed_until_us
+
+    def _window(self, index: int) -> _OpenWindow:
+        window = self._open.get(index)
+        if window is None:
+            start = self.origin_us + index * self.size_us
+            window = self._open[index] = _OpenWindow(start, _BottomK(self.max_events))
+        return window
+
+    def add_label(
+        self, event: WindowEvent, source: Source | None = None, offset: int | None = None
+    ) -> bool:
+        """Add a labelled event; False (counted as late) if its window has already closed."""
+        index = self._index(event.submitted_at)
+        if self._is_late(index):
+            self.late_events += 1
+            self._late_since_close += 1
+            return False
+        window = self._window(index)
+        window.sample.add(event)
+        window.hold(source, offset)
+        return True
+
+    def add_response(
+        self, submitted_at: datetime, source: Source | None = None, offset: int | None = None
+    ) -> bool:
+        """Count a survey response (input side) in its window."""
+        index = self._index(submitted_at)
+        if self._is_late(index):
+            self.late_responses += 1
+            return False
+        window = self._window(index)
+        window.responses += 1
+        window.hold(source, offset)
+        return True
+
+    def advance(self, watermark: datetime | None) -> list[ClosedWindow]:
+        """Close (in start order) every open window whose end is at or before the watermark."""
+        if watermark is None:
+            return []
+        wm = _us(watermark)
+        if self._closed_until_us is None or wm > self._closed_until_us:
+            self._closed_until_us = wm
+        closed: list[ClosedWindow] = []
+        for index in sorted(self._open):
+            window = self._open[index]
+            end_us = window.start_us + self.size_us
+            if end_us > wm:
+                break
+            del self._open[index]
+            start = _from_us(window.start_us)
+            features, versions = _arrays(window.sample.events(), self.n_features)
+            closed.append(
+                ClosedWindow(
+                    window_id=f"{self.label}-{_stamp(start)}",
+                    start=start,
+                    end=_from_us(end_us),
+                    event_count=window.sample.count,
+                    features=features,
+                    model_versions=versions,
+                    sampled=window.sample.count > self.max_events,
+                    response_count=window.responses,
+                    late_events=self._late_since_close,
+                    offsets=dict(window.offsets),
+                )
+            )
+            self._late_since_close = 0
+        return closed
+
+    def held_offsets(self) -> dict[Source, int]:
+        """Smallest offset per source still needed by an open window."""
+        held: dict[Source, int] = {}
+        for window in self._open.values():
+            for source, offset in window.offsets.items():
+                if source not in held or offset < held[source]:
+                    held[source] = offset
+        return held
+
+    @property
+    def open_windows(self) -> int:
+        return len(self._open)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    event: WindowEvent
+    source: Source | None
+    offset: int | None
+
+    @property
+    def key(self) -> tuple[datetime, UUID]:
+        return (self.event.submitted_at, self.event.event_id)
+
+
+class CountWindower:
+    """Windows of ``size`` consecutive events in event-time order, cut once the watermark passes.
+
+    Events wait until the watermark passes them (so late arrivals within the allowed lateness still
+    land in order), then are cut into windows of exactly ``size`` events. The window id names the
+    first event, so a replay yields the same ids. Memory holds the not-yet-cut events: a count window
+    larger than ``max_events`` is sampled like a time window.
+    """
+
+    def __init__(self, size: int, *, max_events: int, label: str, n_features: int = 10) -> None:
+        if size < 1:
+            raise ValueError("count window size must be positive")
+        self.size = size
+        self.max_events = max_events
+        self.label = label
+        self.n_features = n_features
+        self.late_events = 0
+        self.late_responses = 0
+        self.responses = 0
+        self._late_since_close = 0
+        self._pending: list[_Pending] = []
+        self._ready: list[_Pending] = []
+        self._last_key: tuple[datetime, UUID] | None = None
+
+    def add_label(
+        self, event: WindowEvent, source: Source | None = None, offset: int | None = None
+    ) -> bool:
+        item = _Pending(event, source, offset)
+        if self._last_key is not None and item.key <= self._last_key:
+            self.late_events += 1
+            self._late_since_close += 1
+            return False
+        self._pending.append(item)
+        return True
+
+    def add_response(
+        self, submitted_at: datetime, source: Source | None = None, offset: int | None = None
+    ) -> bool:
+        """Count windows have no fixed time range: responses are only counted overall."""
+        self.responses += 1
+        return True
+
+    def advance(self, watermark: datetime | None) -> list[ClosedWindow]:
+        if watermark is None:
+            return []
+        passed = [p for p in self._pending if p.event.submitted_at <= watermark]
+        if passed:
+            self._pending = [p for p in self._pending if p.event.submitted_at > watermark]
+            self._ready.extend(passed)
+            self._ready.sort(key=lambda p: p.key)
+        closed: list[ClosedWindow] = []
+        while len(self._ready) >= self.size:
+            chunk, self._ready = self._ready[: self.size], self._ready[self.size :]
+            closed.append(self._close(chunk))
+        return closed
+
+    def _close(self, chunk: list[_Pending]) -> ClosedWindow:
+        self._last_key = chunk[-1].key
+        sample = _BottomK(self.max_events)
+        offsets: dict[Source, int] = {}
+        for item in chunk:
+            sample.add(item.event)
+            if item.source is not None and item.offset is not None:
+                current = offsets.get(item.source)
+                if current is None or item.offset < current:
+                    offsets[item.source] = item.offset
+        features, versions = _arrays(sample.events(), self.n_features)
+        first = chunk[0].event
+        late, self._late_since_close = self._late_since_close, 0
+        return ClosedWindow(
+            window_id=f"n{self.size}-{_stamp(first.submitted_at)}-{first.event_id.hex[:8]}",
+            start=first.submitted_at,
+            end=chunk[-1].event.submitted_at + timedelta(microseconds=1),
+            event_count=len(chunk),
+            features=features,
+            model_versions=versions,
+            sampled=len(chunk) > self.max_events,
+            response_count=None,
+            late_events=late,
+            offsets=offsets,
+        )
+
+    def held_offsets(self) -> dict[Source, int]:
+        held: dict[Source, int] = {}
+        for item in (*self._pending, *self._ready):
+            if item.source is None or item.offset is None:
+                continue
+            if item.source not in held or item.offset < held[item.source]:
+                held[item.source] = item.offset
+        return held
+
+    @property
+    def open_windows(self) -> int:
+        return 1 if (self._pending or self._ready) else 0
+
+
+Windower = TimeWindower | CountWindower
+
+
+def make_windower(
+    window: str, *, origin: datetime, max_events: int, n_features: int = 10
+) -> Windower:
+    """Build the windower a ``window`` setting describes (``"7d"`` or ``"500"``)."""
+    from monitor.settings import parse_duration
+
+    text = window.strip()
+    if text.isdigit():
+        return CountWindower(
+            int(text), max_events=max_events, label=f"n{text}", n_features=n_features
+        )
+    return TimeWindower(
+        parse_duration(text),
+        origin=origin,
+        max_events=max_events,
+        label=text,
+        n_features=n_features,
+    )

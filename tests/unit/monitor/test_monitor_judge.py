@@ -1,0 +1,124 @@
+"""Judging a closed window: insufficient data, relabelling, verdict, Evidently, report assembly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.alerts import format_alert
+from monitor.judge import judge, report_path, to_report
+from monitor.policy import DriftPolicy
+from monitor.settings import MonitorSettings
+from monitor.stats import Reference
+from monitor.windows import ClosedWindow
+
+Draw = Callable[..., np.ndarray]
+START = datetime(2025, 3, 3, tzinfo=UTC)
+
+
+def closed(x: np.ndarray, *, versions: int | np.ndarray = 1, **extra: object) -> ClosedWindow:
+    v = np.full(len(x), versions) if isinstance(versions, int) else versions
+    fields = {
+        "window_id": "7d-2025-03-03T00:00:00Z",
+        "start": START,
+        "end": START + timedelta(days=7),
+        "event_count": len(x),
+        "features": x,
+        "model_versions": v,
+        "sampled": False,
+        "response_count": len(x),
+        "late_events": 0,
+        "offsets": {},
+    }
+    fields.update(extra)
+    return ClosedWindow(**fields)  # type: ignore[arg-type]
+
+
+def settings(**kwargs: object) -> MonitorSettings:
+    base: dict[str, object] = {"reports": "never", "_env_file": None}
+    base.update(kwargs)
+    return MonitorSettings(**base)  # type: ignore[arg-type]
+
+
+def test_too_few_events_is_insufficient_data(january: Reference, draw: Draw) -> None:
+    x = draw(np.random.default_rng(1), 20)
+    verdict = judge(closed(x), january, settings(min_events=50))
+    assert verdict.outcome == "insufficient"
+    assert verdict.tests[0].name == "info:too_few_events"
+    assert verdict.tests[0].detail == "20 events; at least 50 are needed to judge a window"
+
+
+def test_no_champion_is_insufficient_data(draw: Draw) -> None:
+    verdict = judge(closed(draw(np.random.default_rng(1), 100), versions=3), None, settings())
+    assert (verdict.outcome, verdict.model_version) == ("insufficient", 3)
+    assert verdict.tests[0].name == "info:reference"
+
+
+def test_drifted_window_fails_with_named_tests(january: Reference, draw: Draw) -> None:
+    x = draw(np.random.default_rng(2), 115, std=3.1)
+    verdict = judge(closed(x, response_count=120), january, settings())
+    assert verdict.outcome == "fail"
+    assert "distance_shift" in verdict.failed_tests
+    names = [t.name for t in verdict.tests]
+    assert names[:4] == ["distance_shift", "persona_mix", "residual_mean", "far_tail"]
+    (share,) = [t for t in verdict.tests if t.name == "info:labelled_share"]
+    assert share.statistic == pytest.approx(115 / 120)
+    assert sum(verdict.persona_mix.values()) == pytest.approx(1.0)
+
+
+def test_labels_of_another_version_are_relabelled_and_counted(
+    january: Reference, draw: Draw
+) -> None:
+    x = draw(np.random.default_rng(3), 100)
+    versions = np.array([1] * 60 + [0] * 40)
+    verdict = judge(closed(x, versions=versions), january, settings())
+    (note,) = [t for t in verdict.tests if t.name == "info:relabelled"]
+    assert note.statistic == 40
+    assert verdict.model_version == january.version == 1
+
+
+def test_report_assembly_and_alert_line(january: Reference, draw: Draw) -> None:
+    window = closed(draw(np.random.default_rng(4), 115, std=3.1))
+    verdict = judge(window, january, settings())
+    policy = DriftPolicy(consecutive=2)
+    decision = policy.decide(
+        window.window_id, window.start, window.end, verdict.outcome, model_version=1
+    )
+    report = to_report(window, verdict, decision, report_uri=None)
+    assert (report.status, report.event_count, report.model_version) == ("warning", 115, 1)
+    assert report.tests[-1].name == "info:policy"
+    line, colour = format_alert(report)
+    assert colour == "yellow"
+    assert line.startswith("2025-03-03 00:00 → 2025-03-10 00:00  warning")
+    assert "failed: distance_shift p=" in line
+    assert "failed window 1 of 2 needed for drift" in line
+
+
+def test_evidently_report_is_informational_and_saved(
+    january: Reference, draw: Draw, tmp_path: Path
+) -> None:
+    window = closed(draw(np.random.default_rng(5), 200, std=3.1))
+    verdict = judge(window, january, settings(reports="non_ok", reports_dir=tmp_path))
+    assert verdict.evidently is not None
+    columns = [t.name for t in verdict.tests if t.name.startswith("evidently:")]
+    assert columns[0] == "evidently:dataset_drift"
+    assert {"evidently:x1", "evidently:r_x10", "evidently:distance", "evidently:persona"} <= set(
+        columns
+    )
+    assert len(columns) == 1 + 10 + 10 + 2
+    assert all(":" not in name for name in verdict.failed_tests)
+    path = verdict.evidently.save_html(report_path(tmp_path, window.window_id, 1))
+    assert path.name == "7d-2025-03-03T00_00_00Z-v1.html"
+    assert path.stat().st_size > 100_000
+
+
+def test_evidently_can_join_the_verdict(january: Reference, draw: Draw) -> None:
+    window = closed(draw(np.random.default_rng(6), 200, std=3.1))
+    ms = settings(evidently_in_verdict=True, evidently_residuals=False, tests=("far_tail",))
+    verdict = judge(window, january, ms)
+    (test,) = [t for t in verdict.tests if t.name == "evidently_dataset_drift"]
+    assert test.failed == ("evidently_dataset_drift" in verdict.failed_tests)
