@@ -1,0 +1,118 @@
+"""The labeller agent, its timers and web views, attached to a Faust app.
+
+Commit semantics (read from faust-streaming 0.15.3, ``faust/streams.py``): ``Stream.take`` acks a
+batch's events in a ``finally`` when the generator resumes, so an exception or a cancellation in the
+agent body would ack a batch that was never written. We therefore iterate ``noack_take`` (same
+batching, no acks at all) and ack each event ourselves, only after ``BatchProcessor.process``
+returned, i.e. after Kafka acknowledged the labels and dead letters and PostgreSQL committed the
+rows. Faust's consumer commits, every ``commit_interval``, the highest *contiguous* acknowledged
+offset per partition, so an unacknowledged batch is re-delivered after a crash, and the sink's
+``ON CONFLICT DO NOTHING`` absorbs the repeat. The SIGKILL integration test proves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from stream_app.labelling import RawRecord
+from stream_app.sink import Stopping
+
+if TYPE_CHECKING:
+    import faust
+
+    from stream_app.worker import Runtime
+
+__all__ = ["attach"]
+
+log = logging.getLogger(__name__)
+
+
+def _record(message: Any) -> RawRecord:
+    timestamp = message.timestamp
+    return RawRecord(
+        key=message.key,
+        value=message.value,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=None if timestamp is None else int(timestamp * 1000),
+    )
+
+
+def attach(app: faust.App, runtime: Runtime) -> None:
+    """Register the agent, the lag timer, the readiness signal and /health, /metrics."""
+    settings, stream = runtime.settings, runtime.stream
+    topic = app.topic(
+        settings.topics.responses,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        allow_empty=True,  # empty values must reach the DLQ, not vanish
+    )
+
+    @app.agent(topic, name="labeller")
+    async def labeller(stream_: faust.StreamT) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream_.noack_take(stream.max_batch, within=stream.batch_timeout):
+            records = [_record(event.message) for event in events]
+            future = loop.run_in_executor(runtime.executor, runtime.processor.process, records)
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                # Stopping: give the in-flight batch its grace period, ack it only if durable.
+                if await _finish(future, stream.shutdown_grace, runtime):
+                    for event in events:
+                        await stream_.ack(event)
+                raise
+            except Stopping:
+                log.info("stopping with a batch of %d events left uncommitted", len(records))
+                return
+            except Exception as exc:  # a bug, not an input problem: crash, restart re-delivers
+                log.exception("batch failed unexpectedly; stopping the worker uncommitted")
+                runtime.stop_event.set()
+                await app.crash(exc)
+                return
+            for event in events:
+                await stream_.ack(event)
+            runtime.note_done(records)
+
+    @app.timer(5.0, name="consumer_lag")
+    async def consumer_lag() -> None:
+        runtime.update_lag(app)
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalance_complete(sender: Any, **_: Any) -> None:
+        assigned = sorted(
+            tp.partition
+            for tp in app.consumer.assignment()
+            if tp.topic == settings.topics.responses
+        )
+        runtime.assigned = assigned
+        runtime.rebalanced = True
+        runtime.log_ready()
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        state = runtime.health()
+        return web.json(state, status=200 if state["ready"] else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(runtime.metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+async def _finish(future: asyncio.Future[Any], grace: float, runtime: Runtime) -> bool:
+    """Wait up to ``grace`` seconds for the in-flight batch; True if it became durable."""
+    try:
+        await asyncio.wait_for(asyncio.shield(future), grace)
+    except (TimeoutError, asyncio.CancelledError, Stopping):
+        runtime.stop_event.set()  # interrupts the sink/producer retry loop
+        log.warning("in-flight batch not durable at shutdown: left uncommitted")
+        return False
+    except Exception:
+        runtime.stop_event.set()
+        return False
+    return True

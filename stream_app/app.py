@@ -1,0 +1,44 @@
+"""The Faust application of the labeller (and nothing else: agents live in ``agents.py``).
+
+A factory rather than a module-level app: settings are built in the CLI, never at import time, and
+tests run several apps with their own ids. Faust keeps its data dir under the stream state dir,
+never in the working directory. ``processing_guarantee`` stays at-least-once on purpose: outputs
+are made idempotent instead (faust's exactly_once has open bugs, FIELD_NOTES).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from personas.settings import Settings
+from stream_app.settings import StreamSettings
+
+if TYPE_CHECKING:
+    import faust
+
+__all__ = ["build_app"]
+
+
+def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
+    import faust
+
+    state_dir = stream.resolved_state_dir(settings)
+    return faust.App(
+        stream.resolved_app_id(settings),
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        datadir=str(state_dir / "faust"),
+        autodiscover=False,
+        store="memory://",
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=stream.commit_interval,
+        # The take() buffer must be able to fill a whole batch from the stream buffer.
+        stream_buffer_maxsize=max(4096, 2 * stream.max_batch),
+        broker_max_poll_records=max(500, stream.max_batch),
+        topic_replication_factor=1,
+        producer_acks=-1,
+        web_enabled=True,
+        web_host=stream.web_host,
+        web_port=stream.web_port,
+        web_bind=stream.web_host,
+    )

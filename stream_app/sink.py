@@ -1,0 +1,147 @@
+"""PostgreSQL sink: each batch of label rows in one transaction, idempotent by ``event_id``.
+
+Rows go by ``COPY … (FORMAT BINARY)`` into a temporary table (≈210k rows/s, FIELD_NOTES) and from
+there by one ``INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING``: a re-delivered event (after a
+crash, a rebalance, a retried batch) finds its row and adds nothing. While PostgreSQL is down or
+failing the sink retries with exponential backoff and says what it is waiting for; the batch stays
+unacknowledged meanwhile, which is the back-pressure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from personas import db
+from personas.errors import PersonaError
+from personas.settings import Settings
+from stream_app.labelling import LABEL_COLUMNS
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["COPY_TYPES", "Backoff", "PgSink", "Stopping"]
+
+log = logging.getLogger(__name__)
+
+#: PostgreSQL types of LABEL_COLUMNS, for binary COPY.
+COPY_TYPES: tuple[str, ...] = (
+    "uuid",
+    "text",
+    "timestamptz",
+    *("float8",) * 10,
+    "int4",
+    "text",
+    "float8",
+    "float8",
+    "bool",
+    "int4",
+    "timestamptz",
+)
+
+_COLUMNS = ", ".join(LABEL_COLUMNS)
+_STAGE = "persona_labels_incoming"
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
+    "(LIKE persona_labels INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_COPY = f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_MERGE = (
+    f"INSERT INTO persona_labels ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} "
+    "ON CONFLICT (event_id) DO NOTHING"
+)
+
+
+class Stopping(PersonaError):
+    """The worker is stopping while a batch waits for an output; the batch stays uncommitted."""
+
+
+class Backoff:
+    """Exponential backoff that a stop request interrupts."""
+
+    def __init__(self, stop: threading.Event, *, first: float = 0.2, longest: float = 30.0) -> None:
+        self.stop = stop
+        self.first = first
+        self.longest = longest
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        return min(self.longest, self.first * (2**self.attempt))
+
+    def wait(self) -> None:
+        delay = self.next_delay()
+        self.attempt += 1
+        if self.stop.wait(delay):
+            raise Stopping("stopping while waiting to retry")
+
+
+class PgSink:
+    """Writes label rows; one connection, re-opened after failures."""
+
+    def __init__(
+        self, settings: Settings, stop: threading.Event, *, max_backoff: float = 30.0
+    ) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.max_backoff = max_backoff
+        self._conn: psycopg.Connection | None = None
+        self.retries = 0
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = db.connect(self.settings)
+        return self._conn
+
+    def write_once(self, rows: Sequence[Sequence[Any]]) -> int:
+        """One attempt in one transaction; returns how many rows were new."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(_CREATE_STAGE)
+                with cur.copy(_COPY) as copy:
+                    copy.set_types(list(COPY_TYPES))
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(_MERGE)
+                inserted = cur.rowcount
+            conn.commit()
+        except BaseException:
+            self.close()
+            raise
+        return inserted
+
+    def write(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Write until it succeeds (retrying with backoff) or the worker stops (``Stopping``)."""
+        import psycopg
+
+        if not rows:
+            return 0
+        backoff = Backoff(self.stop, longest=self.max_backoff)
+        while True:
+            try:
+                return self.write_once(rows)
+            except (psycopg.Error, PersonaError) as exc:
+                if isinstance(exc, Stopping):
+                    raise
+                self.retries += 1
+                reason = (
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                )
+                log.warning(
+                    "waiting for PostgreSQL at %s to take %d label rows: %s (attempt %d, retry in %.1fs)",
+                    self.settings.pg_dsn(with_password=False),
+                    len(rows),
+                    reason,
+                    backoff.attempt + 1,
+                    backoff.next_delay(),
+                )
+                backoff.wait()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                self._conn.close()
+            self._conn = None

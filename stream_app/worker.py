@@ -1,0 +1,170 @@
+"""Run one stream worker: load the model, wire the outputs, start Faust, stop cleanly.
+
+The readiness line ``persona stream worker ready`` (and ``GET /health`` → 200) appears once the
+model is loaded, the model-updates follower is positioned and the consumer group has assigned
+partitions; tests and the demo wait for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from personas.settings import Settings
+from stream_app.labelling import RawRecord
+from stream_app.metrics import StreamMetrics
+from stream_app.output import KafkaOutput
+from stream_app.pipeline import BatchProcessor
+from stream_app.settings import StreamSettings
+from stream_app.sink import PgSink
+from stream_app.swap import ModelCache, ModelHolder, ModelWatcher, initial_model
+
+__all__ = ["READY_LINE", "Runtime", "build_runtime", "run_worker"]
+
+log = logging.getLogger("stream_app")
+
+READY_LINE = "persona stream worker ready"
+
+
+@dataclass
+class Runtime:
+    """Everything the agent needs besides Faust itself."""
+
+    settings: Settings
+    stream: StreamSettings
+    metrics: StreamMetrics
+    holder: ModelHolder
+    processor: BatchProcessor
+    watcher: ModelWatcher
+    executor: ThreadPoolExecutor
+    stop_event: threading.Event
+    model_source: str
+    app_id: str
+    assigned: list[int] = field(default_factory=list)
+    rebalanced: bool = False
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.rebalanced and self.watcher.assigned.is_set()
+
+    def log_ready(self) -> None:
+        if self.ready:
+            log.info(
+                "%s: group=%s partitions=%s model_version=%s web=http://%s:%s",
+                READY_LINE,
+                self.app_id,
+                self.assigned,
+                self.holder.current.version,
+                self.stream.web_host,
+                self.stream.web_port,
+            )
+
+    def note_done(self, records: list[RawRecord]) -> None:
+        offsets = self.next_offsets
+        for record in records:
+            key = (record.topic, record.partition)
+            if record.offset + 1 > offsets.get(key, -1):
+                offsets[key] = record.offset + 1
+
+    def update_lag(self, app: Any) -> None:
+        try:
+            assignment = app.consumer.assignment()
+        except Exception:
+            return
+        for tp in assignment:
+            try:
+                high = app.consumer.highwater(tp)
+            except Exception:
+                continue
+            if high is None:
+                continue
+            done = self.next_offsets.get((tp.topic, tp.partition))
+            if done is None:
+                continue
+            self.metrics.consumer_lag.labels(partition=str(tp.partition)).set(max(0, high - done))
+
+    def health(self) -> dict[str, Any]:
+        model = self.holder.current
+        return {
+            "ready": self.ready,
+            "app_id": self.app_id,
+            "partitions": self.assigned,
+            "model_version": model.version,
+            "model_source": self.model_source,
+            "refused_versions": sorted(self.holder.refused_versions),
+        }
+
+
+def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
+    """Load the model (registry → cache → vendor) and build outputs; touches no Faust."""
+    state_dir = stream.resolved_state_dir(settings)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    metrics = StreamMetrics()
+    cache = ModelCache(state_dir / "models", settings.model_name)
+    model, source = initial_model(settings, cache)
+    log.info("labelling with model version %s from %s", model.version, source)
+    holder = ModelHolder(
+        model, allow_new_personas=stream.allow_new_personas, metrics=metrics, cache=cache
+    )
+    stop = threading.Event()
+    sink = PgSink(settings, stop, max_backoff=stream.retry_max_backoff)
+    output = KafkaOutput(
+        settings, stop, linger_ms=stream.producer_linger_ms, max_backoff=stream.retry_max_backoff
+    )
+    processor = BatchProcessor(settings, holder, sink, output, metrics, stop)
+    watcher = ModelWatcher(settings, holder, poll_seconds=stream.registry_poll_seconds)
+    return Runtime(
+        settings=settings,
+        stream=stream,
+        metrics=metrics,
+        holder=holder,
+        processor=processor,
+        watcher=watcher,
+        executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch"),
+        stop_event=stop,
+        model_source=source,
+        app_id=stream.resolved_app_id(settings),
+    )
+
+
+def run_worker(settings: Settings, stream: StreamSettings) -> None:
+    """Run until SIGTERM/SIGINT (Faust installs the handlers); returns after a clean stop."""
+    import faust
+
+    from personas.kafka import check_kafka
+    from stream_app.agents import attach
+    from stream_app.app import build_app
+
+    check_kafka(settings)
+    runtime = build_runtime(settings, stream)
+    app = build_app(settings, stream)
+    attach(app, runtime)
+    runtime.watcher.start()
+
+    @app.on_before_shutdown.connect
+    async def _on_shutdown(sender: Any, **_: Any) -> None:
+        log.info("stopping: finishing the in-flight batch (grace %.0fs)", stream.shutdown_grace)
+
+    worker = faust.Worker(
+        app,
+        loglevel=stream.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    finally:
+        runtime.stop_event.set()
+        runtime.watcher.stop()
+        runtime.executor.shutdown(wait=True, cancel_futures=True)
+        runtime.processor.output.close()
+        runtime.processor.sink.close()
+        log.info("persona stream worker stopped")

@@ -1,0 +1,185 @@
+"""Helpers of the stream integration tests: events, a worker subprocess, topic readers, registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from personas.catalogue import FEATURES
+from personas.model import CentroidModel
+from personas.settings import Settings
+
+REPO = Path(__file__).resolve().parents[3]
+PERSONA = str(Path(sys.executable).with_name("persona"))
+
+
+def make_events(
+    model: CentroidModel, n: int, *, seed: int = 7, std: float = 2.0
+) -> list[dict[str, Any]]:
+    """n valid SurveyResponse documents drawn around the model's centroids (submitted now-ish)."""
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, model.n_personas, size=n)
+    x = model.centroids[which] + rng.normal(0.0, std, size=(n, len(FEATURES)))
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    events = []
+    for i in range(n):
+        doc: dict[str, Any] = {
+            "schema_version": 1,
+            "event_id": str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i)),
+            "respondent_id": f"r-{seed}-{i}",
+            "submitted_at": (start + timedelta(milliseconds=i)).isoformat(),
+            "true_persona_id": int(model.persona_ids[which[i]]),
+        }
+        doc.update({name: float(v) for name, v in zip(FEATURES, x[i], strict=True)})
+        events.append(doc)
+    return events
+
+
+def produce(
+    settings: Settings, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
+) -> int:
+    from confluent_kafka import Producer
+
+    from personas.kafka import producer_config
+
+    producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+    n = 0
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        n += 1
+    assert producer.flush(30) == 0
+    return n
+
+
+def produce_events(settings: Settings, events: list[dict[str, Any]]) -> int:
+    return produce(
+        settings,
+        settings.topics.responses,
+        ((e["respondent_id"].encode(), json.dumps(e).encode()) for e in events),
+    )
+
+
+def read_topic(
+    settings: Settings, topic: str, *, expect: int, timeout: float = 60.0, idle: float = 0.0
+) -> list[Any]:
+    """Read a topic from the start until `expect` messages arrived (then `idle` more seconds)."""
+    from confluent_kafka import Consumer
+
+    from personas.kafka import consumer_config
+
+    consumer = Consumer(consumer_config(settings, f"test-reader-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    idle_until: float | None = None
+    try:
+        while time.monotonic() < deadline:
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is None:
+                    got.append(msg)
+            if len(got) >= expect:
+                if idle_until is None:
+                    idle_until = time.monotonic() + idle
+                if time.monotonic() >= idle_until:
+                    break
+    finally:
+        consumer.close()
+    return got
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_env(settings: Settings, state_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.topics.model_dump().items():
+        env[f"PERSONA_TOPIC_{name.upper()}"] = value
+    env["PERSONA_PG_SCHEMA"] = settings.pg_schema
+    env["PERSONA_MODEL_NAME"] = settings.model_name
+    env["PERSONA_STREAM_STATE_DIR"] = str(state_dir)
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Worker:
+    """A `persona stream` subprocess; its output goes to a log file the test can read."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    _log: Any = field(repr=False, default=None)
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as r:
+                return json.loads(r.read())
+        except Exception:
+            return None
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def wait_ready(self, timeout: float = 90.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.output()}")
+            state = self.health()
+            if state and state.get("ready"):
+                return state
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+        return int(self.proc.returncode)
+
+
+def start_worker(settings: Settings, state_dir: Path, *args: str, **env: str) -> Worker:
+    port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / f"worker-{port}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [PERSONA, "stream", "--web-port", str(port), *args],
+        cwd=REPO,
+        env=worker_env(settings, state_dir, **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return Worker(proc=proc, port=port, log_path=log_path, _log=log)
