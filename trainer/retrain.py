@@ -89,7 +89,10 @@ def _handle(
     current = champion_version(settings)
     seen = ledger.status_of(settings, cmd)
     if seen is not None and seen[0] not in ("received", "failed"):
-        return _skip(settings, cmd, "duplicate", f"command already handled ({seen[0]})", current)
+        # Redelivered (e.g. the offset commit was lost): keep its own record untouched.
+        reason = f"command already handled ({seen[0]})"
+        log.info("command %s: duplicate — %s", cmd.command_id, reason)
+        return Outcome("duplicate", cmd.command_id, reason, current, version=seen[1])
     earlier = ledger.previous_training(settings, cmd)
     if earlier is not None:
         reason = f"range already trained by command {earlier['command_id']} ({earlier['status']})"
