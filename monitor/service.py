@@ -122,7 +122,27 @@ class WindowProcessor:
                     raise Stopped(window.window_id) from None
                 delay = min(delay * 2, 30.0)
 
+    def _adopt(self, stored: store.StoredWindow) -> None:
+        self.stats.adopted += 1
+        log.info(
+            "window %s was decided by %s: %s", stored.window_id, stored.decided_by, stored.status
+        )
+        self.policy.replay(
+            stored.window_id,
+            stored.start,
+            stored.end,
+            stored.status,  # type: ignore[arg-type]
+            stored.model_version,
+            stored.retrain_command_id is not None,
+        )
+
     def _process_once(self, window: ClosedWindow) -> DriftReport | None:
+        conn = self.connection()
+        known = store.fetch(conn, window.window_id)
+        conn.rollback()
+        if known is not None:  # re-read after a restart, or another instance was faster
+            self._adopt(known)
+            return None
         ref = self.reference.current()
         verdict = judge(window, ref, self.ms)
         decision = self.policy.decide(
@@ -149,7 +169,6 @@ class WindowProcessor:
                 requested_at=utc_now(),
                 window_ids=decision.retrain.window_ids,
             )
-        conn = self.connection()
         with conn.transaction():
             stored = store.claim(
                 conn,
@@ -161,21 +180,7 @@ class WindowProcessor:
                 self._publish(report, command)
         conn.commit()
         if stored is not None:
-            self.stats.adopted += 1
-            log.info(
-                "window %s was decided by %s: %s",
-                window.window_id,
-                stored.decided_by,
-                stored.status,
-            )
-            self.policy.replay(
-                stored.window_id,
-                stored.start,
-                stored.end,
-                stored.status,  # type: ignore[arg-type]
-                stored.model_version,
-                stored.retrain_command_id is not None,
-            )
+            self._adopt(stored)
             return None
         self.policy.commit(decision)
         self.stats.published += 1
@@ -239,8 +244,10 @@ def run(
     stop: threading.Event,
     *,
     reference: ReferenceSource | None = None,
+    stats: MonitorStats | None = None,
 ) -> MonitorStats:
-    """Run until ``stop`` is set. ``reference`` defaults to the registry's champion."""
+    """Run until ``stop`` is set. ``reference`` defaults to the registry's champion; ``stats``
+    (optional) is updated live, for callers that watch progress."""
     from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
     from personas.db import apply_migrations
@@ -248,7 +255,7 @@ def run(
 
     check_kafka(settings)
     apply_migrations(settings)
-    stats = MonitorStats()
+    stats = MonitorStats() if stats is None else stats
     windower = make_windower(ms.window, origin=ms.window_origin, max_events=ms.max_window_events)
     watermark = Watermark(ms.lateness)
     producer = Producer(producer_config(settings, **{"linger.ms": 5}))

@@ -1,0 +1,276 @@
+"""The original scenario on the real stack: January is the champion's reference, February is fresh
+std-2 noise, March std 3.1, April std 2 again, no retrain in between.
+
+Expected: no drift in February or April windows, drift in March windows, exactly one retrain command
+(for the March episode), one DriftReport on Kafka and one drift_reports row per closed window. A
+second instance (own consumer group) re-reads everything and publishes nothing new.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from monitor.service import MonitorStats, run
+from monitor.settings import MonitorSettings
+from personas import db, registry
+from personas.catalogue import FEATURES
+from personas.model import CentroidModel
+from personas.schemas import DriftReport, PersonaLabel, RetrainCommand, SurveyResponse
+from personas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+MONTHS = [  # (first day, days, std, seed)
+    (datetime(2025, 2, 1, tzinfo=UTC), 28, 2.0, 202502),
+    (datetime(2025, 3, 1, tzinfo=UTC), 31, 3.1, 202503),
+    (datetime(2025, 4, 1, tzinfo=UTC), 30, 2.0, 202504),
+]
+WEEK = timedelta(days=7)
+ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)  # Monday
+SENTINEL = datetime(2025, 5, 20, tzinfo=UTC)  # moves the watermark past April's last window
+
+
+def _month(rng: np.random.Generator, centroids: np.ndarray, n: int, std: float) -> np.ndarray:
+    which = rng.choice(len(centroids), size=n)
+    return centroids[which] + rng.normal(0.0, std, size=(n, centroids.shape[1]))
+
+
+def _register_champion(settings: Settings, model: CentroidModel, january: np.ndarray) -> int:
+    """The trainer's contract: persona_model.json + reference.parquet in one run, alias champion."""
+    import pandas as pd
+
+    client = registry.client(settings)
+    experiment = client.create_experiment(f"monitor-test-{settings.model_name}")
+    run_ = client.create_run(experiment)
+    run_id = run_.info.run_id
+    client.log_dict(run_id, model.to_dict(), registry.MODEL_ARTIFACT)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / registry.REFERENCE_ARTIFACT
+        pd.DataFrame(january, columns=list(FEATURES)).to_parquet(path)
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id)
+    client.create_registered_model(settings.model_name)
+    mv = client.create_model_version(settings.model_name, f"runs:/{run_id}", run_id)
+    client.set_registered_model_alias(settings.model_name, settings.champion_alias, mv.version)
+    return int(mv.version)
+
+
+def _publish(settings: Settings, model: CentroidModel) -> list[datetime]:
+    """Publish Feb–Apr as SurveyResponses and PersonaLabels (labelled here: no stream app)."""
+    from confluent_kafka import Producer
+
+    from personas.kafka import producer_config
+
+    producer = Producer(producer_config(settings))
+    times: list[datetime] = []
+    rows: list[tuple[datetime, np.ndarray]] = []
+    for first, days, std, seed in MONTHS:
+        rng = np.random.default_rng(seed)
+        x = _month(rng, model.centroids, 500, std)
+        offsets = np.sort(rng.uniform(0, days * 86_400, size=500))
+        rows += [(first + timedelta(seconds=float(s)), x[i]) for i, s in enumerate(offsets)]
+    rows.append((SENTINEL, model.centroids[0]))
+    now = datetime.now(UTC)
+    for i, (t, features) in enumerate(rows):
+        labels = model.label(features.reshape(1, -1))
+        values = {name: float(v) for name, v in zip(FEATURES, features, strict=True)}
+        event_id, respondent = uuid.UUID(int=i + 1), f"r{i:05d}"
+        response = SurveyResponse(
+            event_id=event_id, respondent_id=respondent, submitted_at=t, **values
+        )
+        label = PersonaLabel(
+            event_id=event_id,
+            respondent_id=respondent,
+            submitted_at=t,
+            persona_id=int(labels.persona_id[0]),
+            persona_name=model.name_of(int(labels.persona_id[0])),
+            distance=float(labels.distance[0]),
+            margin=float(labels.margin[0]),
+            is_outlier=bool(labels.is_outlier[0]),
+            model_version=model.version,
+            labelled_at=now,
+            **values,
+        )
+        ts = int(t.timestamp() * 1000)
+        producer.produce(
+            settings.topics.responses, response.model_dump_json().encode(), respondent, timestamp=ts
+        )
+        producer.produce(
+            settings.topics.labels, label.model_dump_json().encode(), respondent, timestamp=ts
+        )
+        times.append(t)
+    assert producer.flush(30) == 0
+    return times
+
+
+def _read(settings: Settings, topic: str, expected: int, timeout: float) -> list[bytes]:
+    """Read the whole topic until ``expected`` messages arrived or ``timeout`` passed."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from personas.kafka import consumer_config
+
+    consumer = Consumer(consumer_config(settings, f"reader-{uuid.uuid4().hex[:8]}"))
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and len(values) < expected:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value())
+        # a little longer: anything beyond the expected count is a failure too
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            msg = consumer.poll(0.2)
+            if msg is not None and msg.error() is None:
+                values.append(msg.value())
+    finally:
+        consumer.close()
+    return values
+
+
+class Running:
+    def __init__(self, settings: Settings, ms: MonitorSettings) -> None:
+        self.stop = threading.Event()
+        self.stats = MonitorStats()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, args=(settings, ms), daemon=True)
+        self.thread.start()
+
+    def _main(self, settings: Settings, ms: MonitorSettings) -> None:
+        try:
+            run(settings, ms, self.stop, stats=self.stats)
+        except BaseException as exc:  # surfaced by finish()
+            self.error = exc
+
+    def finish(self) -> MonitorStats:
+        self.stop.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "monitor did not stop"
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+
+@pytest.fixture
+def monitors() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for m in started:
+        m.stop.set()
+        m.thread.join(60)
+
+
+def test_march_drifts_february_and_april_do_not_one_retrain(
+    isolated_settings: Settings,
+    vendor_model: CentroidModel,
+    tmp_path: Path,
+    monitors: list[Running],
+) -> None:
+    settings = isolated_settings
+    vendor = vendor_model
+    january = _month(np.random.default_rng(202501), vendor.centroids, 500, 2.0)
+    version = _register_champion(settings, vendor, january)
+    champion = registry.load_version(settings, version)
+    times = _publish(settings, champion)
+
+    starts = sorted({ORIGIN + ((t - ORIGIN) // WEEK) * WEEK for t in times if t < SENTINEL})
+    expected_windows = len(starts)
+    assert expected_windows == 14  # Jan 27 … Apr 28 weeks
+
+    ms = MonitorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        window="7d",
+        window_origin=ORIGIN,
+        allowed_lateness="1h",
+        min_events=40,
+        reports="non_ok",
+        reports_dir=tmp_path / "reports",
+        group_id=f"monitor-a-{settings.model_name}",
+        instance_id="monitor-a",
+        commit_interval_s=0.5,
+    )
+    monitors.append(Running(settings, ms))
+    raw = _read(settings, settings.topics.alerts, expected_windows, timeout=150)
+    stats = monitors[0].finish()
+
+    reports = [DriftReport.model_validate_json(v) for v in raw]
+    assert [r.window_start for r in reports] == starts
+    assert stats.published == expected_windows and stats.late == 0 and stats.invalid == 0
+    assert stats.labels == 1501 and stats.responses == 1501
+
+    def inside(r: DriftReport, month: int) -> bool:
+        return (
+            r.window_start.month == month and (r.window_end - timedelta(seconds=1)).month == month
+        )
+
+    feb = [r for r in reports if inside(r, 2)]
+    mar = [r for r in reports if inside(r, 3)]
+    apr = [r for r in reports if inside(r, 4)]
+    assert (len(feb), len(mar), len(apr)) == (3, 4, 3)
+    assert [r.status for r in feb + apr] == ["ok"] * 6
+    assert all(r.report_uri is None for r in feb + apr)
+    assert [r.status for r in mar][1:] == ["drift"] * 3
+    assert mar[0].status in ("warning", "drift")
+    for r in mar:
+        failed = {t.name for t in r.tests if t.failed and ":" not in t.name}
+        assert "distance_shift" in failed
+        assert r.report_uri is not None and Path(r.report_uri).stat().st_size > 100_000
+    for r in reports:
+        assert r.model_version == version
+        (share,) = [t for t in r.tests if t.name == "info:labelled_share"]
+        assert share.statistic == 1.0
+    assert reports[0].status == "insufficient_data"  # Feb 1–2 only: fewer than 40 events
+    # the whole seeded sequence: the Feb 24 – Mar 3 week (2 March days) starts the episode
+    assert [r.status for r in reports] == (
+        ["insufficient_data", "ok", "ok", "ok", "warning"] + ["drift"] * 5 + ["ok"] * 4
+    )
+
+    commands = [
+        RetrainCommand.model_validate_json(v)
+        for v in _read(settings, settings.topics.retrain, 1, 5)
+    ]
+    assert len(commands) == 1
+    (command,) = commands
+    first_drifted = next(r for r in reports if r.status in ("warning", "drift"))
+    assert command.range_start == first_drifted.window_start
+    assert command.window_ids[0] == first_drifted.window_id
+    assert (
+        datetime(2025, 2, 24, tzinfo=UTC) <= command.range_start <= datetime(2025, 3, 3, tzinfo=UTC)
+    )
+    assert command.range_end == next(r for r in reports if r.status == "drift").window_end
+    assert command.requested_by == "monitor:monitor-a"
+
+    with db.connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT window_id, status, event_count, model_version, retrain_command_id, decided_by"
+            " FROM drift_reports ORDER BY window_start"
+        ).fetchall()
+    assert [(w, s, n, v) for w, s, n, v, _, _ in rows] == [
+        (r.window_id, r.status, r.event_count, version) for r in reports
+    ]
+    assert [c for *_, c, _ in rows if c is not None] == [command.command_id]
+    assert {d for *_, d in rows} == {"monitor-a"}
+
+    # A second instance with its own group reads every partition again: same windows, all already
+    # decided, so nothing new is published.
+    second = Running(
+        settings, ms.model_copy(update={"group_id": ms.group_id + "-b", "instance_id": "monitor-b"})
+    )
+    monitors.append(second)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and second.stats.adopted < expected_windows:
+        time.sleep(0.5)
+    stats_b = second.finish()
+    assert (stats_b.adopted, stats_b.published, stats_b.retrains) == (expected_windows, 0, 0)
+    assert len(_read(settings, settings.topics.alerts, expected_windows, 5)) == expected_windows
+    assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
