@@ -55,7 +55,7 @@ def fit_kmeans(x: np.ndarray, init: np.ndarray | int, *, seed: int) -> Fit:
 
 def _sq_dist_to_assigned(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     diff = x - centroids[labels]
-    return np.einsum("ij,ij->i", diff, diff)
+    return np.asarray(np.einsum("ij,ij->i", diff, diff), dtype=np.float64)
 
 
 def outlier_distance(
