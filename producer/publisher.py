@@ -130,7 +130,7 @@ def topic_timestamp_policy(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     try:
         entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(
@@ -162,19 +162,24 @@ def _check_timestamps(
         return events
     now_ms = int(time.time() * 1000)
     ms = events.submitted_us // 1000
-    too_new = ms > now_ms + policy.after_max_ms - margin_ms
-    too_old = ms < now_ms - policy.before_max_ms + margin_ms if policy.before_max_ms < 2**62 else 0
-    outside = too_new | too_old
+    outside = ms > now_ms + policy.after_max_ms - margin_ms
+    if policy.before_max_ms < 2**62:  # unlimited by default
+        outside |= ms < now_ms - policy.before_max_ms + margin_ms
     if not outside.any():
         return events
     count = int(outside.sum())
     first = int(events.line[np.argmax(outside)])
     limit_h = policy.after_max_ms / 3_600_000
+    past = (
+        f" and at most {policy.before_max_ms} ms in the past (message.timestamp.before.max.ms)"
+        if policy.before_max_ms < 2**62
+        else ""
+    )
     why = (
         f"{count} row(s) (first at line {first}) have submitted_at outside what topic {topic} "
         f"accepts: at most {limit_h:g} h in the future (message.timestamp.after.max.ms="
-        f"{policy.after_max_ms}) and at most {policy.before_max_ms} ms in the past "
-        "(message.timestamp.before.max.ms); the broker would reject them"
+        f"{policy.after_max_ms}){past}; the broker would reject them, and with them every "
+        "other record of their batch"
     )
     if on_future == "fail":
         raise TimestampLimitError(
@@ -445,8 +450,8 @@ def publish_raw_frame(
 ) -> PublishSummary:
     """Send rows exactly as they are, without validation (to exercise the DLQ).
 
-    Each row becomes a JSON object of its cells (numbers where a cell parses as one, ``NaN`` for
-    missing features, text otherwise); the key is ``respondent_id`` (none if empty); the Kafka
+    Each row becomes a JSON object of its cells (numbers where a cell parses as one, including
+    ``NaN``/``Infinity``; null for empty cells; text otherwise); the key is ``respondent_id`` (none if empty); the Kafka
     timestamp is ``submitted_at`` when it parses with a zone, else the broker's clock.
     """
     import json
@@ -465,14 +470,19 @@ def publish_raw_frame(
 
     def cell(value: Any) -> Any:
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            return float("nan")
+            return None
         if isinstance(value, (int, float, np.integer, np.floating)):
             return value.item() if isinstance(value, np.generic) else value
-        text = str(value)
+        text = str(value).strip()
+        if not text:
+            return None
         try:
-            return float(text) if text.strip() else float("nan")
+            number = float(text)
         except ValueError:
             return text
+        return (
+            int(number) if number.is_integer() and "." not in text and "e" not in text else number
+        )
 
     for record in rows.to_dict(orient="records"):
         body: dict[str, Any] = {"schema_version": 1}
