@@ -44,6 +44,9 @@ fmt: install ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+demo: up ## The main job: months replayed live — labels, drift alert, retrain, hot swap, summary
+	$(PERSONA) demo
+
 schemas: install ## Export the topics' JSON Schemas to docs/schemas
 	$(PERSONA) schemas export docs/schemas
 

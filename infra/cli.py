@@ -136,7 +136,50 @@ def config_env_example(
         out.write_text(text)
 
 
+def demo(
+    events_per_month: Annotated[
+        int, typer.Option(help="Survey events generated per month.")
+    ] = 2000,
+    speed: Annotated[
+        float,
+        typer.Option(help="Event time per wall time (86400 = a day a second); 0 = no pacing."),
+    ] = 86_400.0,
+    window: Annotated[str, typer.Option(help="Monitor window in event time (e.g. 7d).")] = "7d",
+    out: Annotated[Path, typer.Option(help="Folder for data, logs, reports and the plot.")] = Path(
+        "out/demo"
+    ),
+    reset: Annotated[
+        bool,
+        typer.Option(
+            help="Start clean: recreate the topics, empty the app tables, drop the model."
+        ),
+    ] = True,
+    web_port: Annotated[
+        int, typer.Option(help="Port of the stream worker's /health, /metrics.")
+    ] = 6066,
+) -> None:
+    """The main job: four months replayed through the live pipeline — labels, a drift alert,
+    a retrain and a hot swap — then a summary and a plot. Needs the stack (`make up`).
+
+    With --reset (the default) it deletes the contents of the configured topics, tables and
+    registered model on the stack it talks to: run it against the local stack, not production.
+    """
+    from infra.demo.runner import DemoOptions, run_demo
+    from personas.settings import Settings
+
+    options = DemoOptions(
+        events_per_month=events_per_month,
+        speed=speed,
+        window=window,
+        out_dir=out,
+        reset=reset,
+        web_port=web_port,
+    )
+    run_demo(Settings(), options)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
     app.add_typer(stack_app, name="stack")
     app.add_typer(db_app, name="db")
     app.add_typer(topics_app, name="topics")
