@@ -217,7 +217,13 @@ class ModelHolder:
         )
 
     def _record(self, reachable: bool, exc: Exception | None) -> None:
+        """Remember the outcome; log only when reachability changes (no log line per poll)."""
+        before = self._status.registry_reachable
         self._status = HolderStatus(reachable, _now(), None if exc is None else str(exc)[:300])
+        if before is True and not reachable:
+            log.warning("registry unreachable, still serving %s: %s", self._describe(), exc)
+        elif before is False and reachable:
+            log.info("registry reachable again")
 
     def _describe(self) -> str:
         loaded = self._current

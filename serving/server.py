@@ -91,6 +91,8 @@ def serve(settings: Settings, serve_settings: ServeSettings) -> None:
     check_port_free(serve_settings.host, serve_settings.port)
     configure_mlflow_http(serve_settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
+    # urllib3 warns on every retried poll while MLflow is down; the holder logs the transition once
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     import mlflow.tracking  # noqa: F401 - warm import in the master, shared by forked workers
 
     PersonaServer.build(settings, serve_settings).run()
