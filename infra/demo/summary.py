@@ -16,6 +16,15 @@ from personas.settings import Settings
 __all__ = ["label_counts", "plot", "print_summary"]
 
 
+#: Evidently's per-column results ride along in each DriftReport as information; the verdict
+#: comes from the calibrated persona-frame tests (docs/monitor.md), which are what we show.
+INFORMATIONAL_PREFIX = "evidently:"
+
+
+def _verdict_tests(report: Any) -> list[Any]:
+    return [t for t in report.tests if not t.name.startswith(INFORMATIONAL_PREFIX)]
+
+
 def label_counts(settings: Settings) -> tuple[int, int]:
     """(rows, distinct event ids) in persona_labels: equal means nothing duplicated."""
     with db.connect(settings) as conn:
