@@ -24,7 +24,7 @@ from monitor.stats import Reference, label_window, run_tests
 from monitor.windows import ClosedWindow
 from personas.schemas import DriftReport, DriftTest, utc_now
 
-__all__ = ["Verdict", "judge", "report_path", "to_report"]
+__all__ = ["Verdict", "judge", "report_path", "to_report", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ class Verdict:
     persona_mix: dict[str, float] = field(default_factory=dict)
     mean_distance: float | None = None
     evidently: EvidentlyResult | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # the verdict (labelling + calibrated tests)
+    report_seconds: float = 0.0  # the optional Evidently report
 
 
 def _info(name: str, statistic: float | None, detail: str) -> DriftTest:
@@ -123,6 +124,7 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
         name: float(c) / frame.n
         for name, c in zip(ref.model.persona_names, frame.counts, strict=True)
     }
+    seconds = time.perf_counter() - started
     evidently = None
     wants_report = ms.reports == "all" or (ms.reports == "non_ok" and bool(failed))
     if ms.evidently_in_verdict or wants_report:
@@ -161,8 +163,17 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
         mix,
         float(frame.distance.mean()),
         evidently,
-        time.perf_counter() - started,
+        seconds,
+        time.perf_counter() - started - seconds,
     )
+
+
+def warm_up(ms: MonitorSettings) -> None:
+    """Import scipy.stats (≈1 s) and, if reports are on, Evidently (≈5 s) before the first window."""
+    import scipy.stats  # noqa: F401
+
+    if ms.reports != "never" or ms.evidently_in_verdict:
+        import evidently.presets  # noqa: F401
 
 
 def _evidently(

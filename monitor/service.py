@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor import store
-from monitor.judge import judge, report_path, to_report
+from monitor.judge import judge, report_path, to_report, warm_up
 from monitor.policy import DriftPolicy, command_id_for
 from monitor.reference import ChampionReference, ReferenceSource
 from monitor.settings import MonitorSettings
@@ -188,12 +188,13 @@ class WindowProcessor:
             self.stats.retrains += 1
         failed = ", ".join(verdict.failed_tests) or "-"
         log.info(
-            "window %s: %d events, %s (failed: %s; judged in %.0f ms)%s",
+            "window %s: %d events, %s (failed: %s; verdict %.0f ms, report %.0f ms)%s",
             window.window_id,
             window.event_count,
             report.status,
             failed,
             verdict.seconds * 1000,
+            verdict.report_seconds * 1000,
             f"; retrain {command.command_id}" if command else "",
         )
         return report
@@ -281,6 +282,7 @@ def run(
         restored,
     )
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-judge")
+    executor.submit(warm_up, ms)
     inflight: deque[tuple[Future[DriftReport | None], ClosedWindow]] = deque()
     consumed: dict[Source, int] = {}
     last_commit = time.monotonic()
