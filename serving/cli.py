@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -47,7 +47,7 @@ def serve_command(
     from serving.server import serve
     from serving.settings import ServeSettings
 
-    overrides = {
+    overrides: dict[str, Any] = {
         "host": host,
         "port": port,
         "workers": workers,
@@ -55,7 +55,9 @@ def serve_command(
         "poll_interval_s": poll_interval,
     }
     try:
-        serve_settings = ServeSettings(**{k: v for k, v in overrides.items() if v is not None})
+        serve_settings = ServeSettings.model_validate(
+            {k: v for k, v in overrides.items() if v is not None}
+        )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise ConfigError(f"serve setting {first['loc'][0]}: {first['msg']}") from None

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import TypeAdapter
-from pydantic.json_schema import models_json_schema
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from serving.schemas import (
     ErrorResponse,
@@ -31,10 +31,9 @@ def _json(schema_ref: dict[str, Any], description: str) -> dict[str, Any]:
 
 def build_openapi(serve: ServeSettings) -> dict[str, Any]:
     """The document served at ``GET /openapi.json``."""
-    models = [PredictResponse, HealthResponse, ModelResponse, ErrorResponse]
-    refs, definitions = models_json_schema(
-        [(m, "serialization") for m in models], ref_template=_REF
-    )
+    models: list[type[BaseModel]] = [PredictResponse, HealthResponse, ModelResponse, ErrorResponse]
+    keys: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "serialization") for m in models]
+    refs, definitions = models_json_schema(keys, ref_template=_REF)
     components: dict[str, Any] = dict(definitions.get("$defs", {}))
     body = TypeAdapter(PredictBody).json_schema(ref_template=_REF)
     components.update(body.pop("$defs", {}))
@@ -43,7 +42,7 @@ def build_openapi(serve: ServeSettings) -> dict[str, Any]:
         '{"features": [x1..x10]} / {"features": [[x1..x10], ...]}, a bare list of 10 numbers or '
         f"a list of such lists. At most {serve.max_batch} records and {serve.max_body_bytes} bytes."
     )
-    ref = {m: refs[(m, "serialization")] for m in models}
+    ref = {key[0]: refs[key] for key in keys}
     error = _json(ref[ErrorResponse], "Error with a readable reason")
     example = {
         "x1": 1.2,
