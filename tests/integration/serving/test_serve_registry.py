@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from conftest import Server
+from serve_process import Server
 
 from personas import registry
 from personas.catalogue import FEATURES
