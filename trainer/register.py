@@ -19,6 +19,7 @@ import logging
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ __all__ = [
     "mlflow_for",
     "promote",
     "register_run",
-    "version_tags",
+    "version_info",
     "versions_with_tag",
 ]
 
@@ -283,11 +284,13 @@ def versions_with_tag(settings: Settings, key: str, value: str) -> list[int]:
     return sorted(int(mv.version) for mv in found if mv.tags.get(key) == value)
 
 
-def version_tags(settings: Settings, version: int) -> dict[str, str]:
+def version_info(settings: Settings, version: int) -> tuple[dict[str, str], datetime]:
+    """(tags, registration time) of a registered version."""
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client(settings).get_model_version(settings.model_name, str(version))
     except (MlflowException, OSError) as exc:
         raise _unavailable(settings, exc) from None
-    return dict(mv.tags)
+    created = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, tz=UTC)
+    return dict(mv.tags), created

@@ -4,8 +4,9 @@ One command, one decision, one MLflow run (except duplicates and stale commands,
 written to the ledger):
 
 1. dedup — the ledger says whether this range was trained already;
-2. stale — a command whose range ends no later than the champion's own training range is older
-   than the champion (event time, so replays behave like live data);
+2. stale — a command whose range ends no later than the champion's own training range (event
+   time), or that was requested before a retrained champion was registered (its evidence was
+   measured against an older model), is older than the champion;
 3. fit — KMeans on the labelled rows of [range_start, range_end), started from the champion's
    centroids (or k-means++ if configured);
 4. identity — optimal assignment of new to old centroids (trainer/identity.py); a cluster beyond
@@ -103,12 +104,20 @@ def _handle(
         champion = load_version(settings, current)
     except InvalidModel as exc:
         return _fail(settings, cmd, pub, f"champion version {current} is unusable: {exc}")
-    tags = register.version_tags(settings, current)
+    tags, registered_at = register.version_info(settings, current)
     champion_end = tags.get("range_end")
     if champion_end is not None and cmd.range_end <= datetime.fromisoformat(champion_end):
         reason = (
             f"range ends {cmd.range_end.isoformat()}, not after the champion's training range "
             f"(version {current}, ends {champion_end})"
+        )
+        return _skip(settings, cmd, "stale", reason, current)
+    if tags.get(register.SOURCE_TAG) == "retrain" and cmd.requested_at < registered_at:
+        # The drift it reports was measured against an older champion's reference; the monitor
+        # judges the new champion afresh and asks again if the data still do not fit.
+        reason = (
+            f"requested {cmd.requested_at.isoformat()}, before the current champion "
+            f"(version {current}, registered {registered_at.isoformat()})"
         )
         return _skip(settings, cmd, "stale", reason, current)
     return _train(settings, ts, cmd, pub, champion)

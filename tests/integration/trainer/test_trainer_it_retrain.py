@@ -84,16 +84,26 @@ def test_retrain_follows_the_shift_and_keeps_persona_ids(
     assert updates[1][1]["run_id"] == outcome.run_id
     assert {u[0] for u in updates} == {s.model_name}
 
-    # The same range again, the same command redelivered, and an older range: nothing trains.
+    # The same range again, the same command redelivered, an older range, and a later range
+    # requested before version 2 existed (judged against version 1): nothing trains.
     again = handle_command(s, command(FEB, FEB + WEEK, "again"), trainer_settings=ts)
     redelivered = handle_command(s, cmd, trainer_settings=ts)
     older = handle_command(s, command(FEB, FEB + WEEK / 2, "old"), trainer_settings=ts)
-    assert [again.status, redelivered.status, older.status] == ["duplicate", "duplicate", "stale"]
+    late = command(FEB + WEEK, FEB + 2 * WEEK, "queued", requested_at=cmd.requested_at)
+    outdated = handle_command(s, late, trainer_settings=ts)
+    assert [o.status for o in (again, redelivered, older, outdated)] == [
+        "duplicate",
+        "duplicate",
+        "stale",
+        "stale",
+    ]
     assert "already trained" in again.reason
+    assert "not after the champion's training range" in older.reason
+    assert "before the current champion (version 2" in outdated.reason
     assert _versions(s) == [1, 2]
     assert len(read_all(s, s.topics.model_updates)) == 2
     assert read_all(s, s.topics.alerts) == []
-    assert _ledger(s) == [("promoted", 2), ("duplicate", None), ("stale", None)]
+    assert _ledger(s) == [("promoted", 2), ("duplicate", None), ("stale", None), ("stale", None)]
 
 
 def test_cold_start_cluster_order_still_maps_to_the_right_persona(

@@ -7,12 +7,13 @@ import uuid
 from datetime import timedelta
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from trainer_helpers import FEB, blobs, command, insert_labels, read_all
 
 from personas import registry
 from personas.catalogue import Catalogue
 from personas.model import CentroidModel
+from personas.schemas import RetrainCommand
 from personas.settings import Settings
 from trainer.bootstrap import bootstrap
 from trainer.events import Publisher
@@ -38,38 +39,42 @@ def test_trainer_consumes_queued_commands_and_commits(
         x, _ = blobs(catalogue.centroids + shift, 200, 2.0, seed=30 + week)
         insert_labels(s, vendor_model, x, FEB + week * WEEK, WEEK)
 
-    # Four commands wait in the topic before the trainer starts: week 1, a duplicate of it,
-    # a message that is not a command, and week 2 (which must still be handled after the others).
-    first, second = command(FEB, FEB + WEEK), command(FEB + WEEK, FEB + 2 * WEEK)
+    # Four messages wait in the topic before the trainer starts: week 1, a duplicate of it, a
+    # message that is not a command, and week 2 requested before week 1's model existed (stale:
+    # its evidence was measured against version 1). A week-2 command sent after version 2 was
+    # promoted is trained.
+    first = command(FEB, FEB + WEEK)
+    early_second = command(FEB + WEEK, FEB + 2 * WEEK)
     with Publisher(s) as pub:
         pub.publish(s.topics.retrain, None, first)
         pub.publish(s.topics.retrain, None, command(FEB, FEB + WEEK, "duplicate"))
-    from confluent_kafka import Producer
-
     producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
     producer.produce(s.topics.retrain, b'{"not": "a command"}')
     assert producer.flush(10) == 0
     with Publisher(s) as pub:
-        pub.publish(s.topics.retrain, None, second)
+        pub.publish(s.topics.retrain, None, early_second)
 
     outcomes: list[Outcome] = []
+    later: list[RetrainCommand] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        if outcome.status == "promoted" and outcome.version == 2:
+            later.append(command(FEB + WEEK, FEB + 2 * WEEK, "still drifting"))
+            with Publisher(s) as pub:
+                pub.publish(s.topics.retrain, None, later[0])
+
     handled = run_trainer(
-        s,
-        ts,
-        stop=threading.Event(),
-        max_commands=4,
-        poll_timeout=0.5,
-        on_outcome=outcomes.append,
+        s, ts, stop=threading.Event(), max_commands=5, poll_timeout=0.5, on_outcome=on_outcome
     )
 
-    assert handled == 4
-    assert [(o.status, o.version) for o in outcomes] == [
-        ("promoted", 2),
-        ("duplicate", None),
-        ("promoted", 3),
+    assert handled == 5
+    assert [(o.command_id, o.status, o.version) for o in outcomes] == [
+        (first.command_id, "promoted", 2),
+        (outcomes[1].command_id, "duplicate", None),
+        (early_second.command_id, "stale", None),
+        (later[0].command_id, "promoted", 3),
     ]
-    assert outcomes[0].command_id == first.command_id
-    assert outcomes[2].command_id == second.command_id
     assert registry.champion_version(s) == 3
     updates = [v for _, v in read_all(s, s.topics.model_updates)]
     assert [(u["version"], u["previous_version"]) for u in updates] == [(1, None), (2, 1), (3, 2)]
@@ -82,4 +87,4 @@ def test_trainer_consumes_queued_commands_and_commits(
         committed = consumer.committed([TopicPartition(s.topics.retrain, 0)], timeout=10)
     finally:
         consumer.close()
-    assert committed[0].offset == 4
+    assert committed[0].offset == 5

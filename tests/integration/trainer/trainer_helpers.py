@@ -62,14 +62,16 @@ def insert_labels(
         conn.commit()
 
 
-def command(start: datetime, end: datetime, reason: str = "test") -> RetrainCommand:
+def command(
+    start: datetime, end: datetime, reason: str = "test", requested_at: datetime | None = None
+) -> RetrainCommand:
     return RetrainCommand(
         command_id=uuid.uuid4(),
         range_start=start,
         range_end=end,
         reason=reason,
         requested_by="test",
-        requested_at=utc_now(),
+        requested_at=requested_at or utc_now(),
     )
 
 
