@@ -121,6 +121,10 @@ class PredictionApp:
                 data = json.loads(raw)
             except ValueError as exc:  # includes UnicodeDecodeError
                 raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise InvalidRequest(
+                    "the body is nested too deeply to be a prediction request"
+                ) from None
             batch = parse_predict_body(data, self.serve.max_batch)
         except InvalidRequest as exc:
             errors = [e.model_dump() for e in exc.errors]

@@ -178,10 +178,17 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
 
 
 def _invalid(exc: ValidationError, prefix: str) -> InvalidRequest:
-    errors = [
-        ErrorDetail(loc=_loc(prefix, tuple(err["loc"])), msg=_message(err))
-        for err in exc.errors(include_url=False)
-    ]
+    errors: list[ErrorDetail] = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if "id" in loc:  # one line for the id, not one per member of the str | int union
+            detail = ErrorDetail(
+                loc=_loc(prefix, loc[: loc.index("id") + 1]), msg="must be a string or an integer"
+            )
+        else:
+            detail = ErrorDetail(loc=_loc(prefix, loc), msg=_message(err))
+        if detail not in errors:
+            errors.append(detail)
     shown = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3])
     more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
     return InvalidRequest(f"invalid input: {shown}{more}", errors[:100])
@@ -265,8 +272,11 @@ def _parse_positional(data: dict[str, Any], max_batch: int) -> ParsedBatch:
     given = [data[k] for k in _ID_KEYS if k in data]
     try:
         record_id = _record_id.validate_python(given[0] if given else None)
-    except ValidationError as exc:
-        raise _invalid(exc, "id") from None
+    except ValidationError:
+        reason = "must be a string or an integer"
+        raise InvalidRequest(
+            f"invalid input: id: {reason}", [ErrorDetail(loc="id", msg=reason)]
+        ) from None
     features = data["features"]
     if isinstance(features, list) and features and isinstance(features[0], list):
         if record_id is not None:

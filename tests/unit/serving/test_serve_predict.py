@@ -147,6 +147,12 @@ BAD_BODIES = [
     ("number body", 3, "the body is a JSON int"),
     ("positional extra key", {"features": [1.0] * 10, "foo": 1}, "unknown field(s) ['foo']"),
     ("id on a batch", {"features": [[1.0] * 10] * 2, "id": "a"}, "id applies to a single vector"),
+    ("bad id", {"features": [1.0] * 10, "id": [1]}, "id: must be a string or an integer"),
+    (
+        "bad id in batch",
+        [{**{f"x{i}": 1.0 for i in range(1, 11)}, "id": 1.5}],
+        "records[0].id: must be a string or an integer",
+    ),
     ("too many records", [[1.0] * 10] * 51, "51 records exceed the batch limit of 50"),
 ]
 
@@ -165,6 +171,12 @@ def test_invalid_bodies_are_422_with_a_reason(client: Client, case: str, body: o
         (b"{not json", "the body is not valid JSON"),
         (b"\xff\xfe\x00", "the body is not valid JSON"),
         (b"", "the body is empty"),
+        (b"[" * 3000 + b"]" * 3000, "nested too deeply"),
+        (b"[1" + b"0" * 5000 + b",1,1,1,1,1,1,1,1,1]", "the body is not valid JSON"),
+        (
+            b"[1" + b"0" * 400 + b",1,1,1,1,1,1,1,1,1]",
+            "features[0]: Input should be a valid number",
+        ),
         (b"   ", "the body is empty"),
         (
             json.dumps([float("nan")] + [1.0] * 9).encode(),
