@@ -16,10 +16,8 @@ RUN useradd --create-home --uid 10001 persona \
 WORKDIR /src
 # Dependencies first (exact versions CI tested), so code changes do not reinstall them.
 COPY constraints.txt pyproject.toml README.md ./
-RUN pip install --constraint constraints.txt \
-        "confluent-kafka" "faust-streaming" "aiokafka" "scikit-learn" "numpy" "scipy" "mlflow" \
-        "skops" "evidently" "pandas" "pyarrow" "psycopg[binary,pool]" "pydantic" \
-        "pydantic-settings" "typer" "rich" "gunicorn" "matplotlib" "prometheus-client"
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && pip install --constraint constraints.txt --requirement /tmp/requirements.txt
 COPY personas ./personas
 COPY producer ./producer
 COPY stream_app ./stream_app
