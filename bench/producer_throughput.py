@@ -1,0 +1,132 @@
+"""Producer throughput on a month of N events against a bare confluent-kafka produce loop.
+
+All measured in one run, against the local broker, each on a fresh topic with the production spec
+(partitions from settings, lz4, acks=all, idempotent — the same client config for every row):
+
+  * generate: ``generate_month`` (centroids + noise, timestamps, ids) for N rows;
+  * write/read: Parquet and CSV files of the month;
+  * validate: ``validate_frame`` (vectorised checks of every row);
+  * JSON: ``build_payloads`` for all rows (pyarrow kernels) vs pydantic per row on a sample;
+  * publish_rows: validation + schema sample + JSON + produce + every delivery counted — what
+    ``persona publish`` does after reading the file;
+  * baseline: a bare loop ``producer.produce(topic, value, key, timestamp=…)`` over the SAME
+    payloads, keys and timestamps, prebuilt in memory, no delivery callback, then ``flush()``.
+
+    .venv/bin/python bench/producer_throughput.py [--events 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from personas.catalogue import load_vendor_catalogue
+from personas.kafka import KEEP_FOREVER, TopicSpec, ensure_topics, producer_config
+from personas.schemas import SurveyResponse
+from personas.settings import Settings
+from producer.files import read_events, write_events
+from producer.generator import MonthSpec, generate_month
+from producer.payloads import build_payloads
+from producer.publisher import publish_rows
+from producer.validation import validate_frame
+
+
+def timed(label: str, results: list[tuple[str, float, int]], n: int):  # type: ignore[no-untyped-def]
+    class _T:
+        def __enter__(self) -> None:
+            self.start = time.perf_counter()
+
+        def __exit__(self, *exc: object) -> None:
+            results.append((label, time.perf_counter() - self.start, n))
+
+    return _T()
+
+
+def bare_loop(
+    settings: Settings, topic: str, payloads: list[str], keys: list[str], stamps: list[int]
+) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer(producer_config(settings))
+    produce = producer.produce
+    started = time.perf_counter()
+    for value, key, stamp in zip(payloads, keys, stamps, strict=True):
+        while True:
+            try:
+                produce(topic, value, key, timestamp=stamp)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    left = producer.flush(120)
+    elapsed = time.perf_counter() - started
+    if left:
+        raise SystemExit(f"baseline: {left} messages not delivered")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    n = args.events
+    settings = Settings()
+    catalogue = load_vendor_catalogue()
+    results: list[tuple[str, float, int]] = []
+    run = uuid.uuid4().hex[:8]
+    topics = {name: f"bench-producer-{name}-{run}" for name in ("ours", "bare")}
+    ensure_topics(
+        settings,
+        [TopicSpec(t, settings.kafka_partitions, dict(KEEP_FOREVER)) for t in topics.values()],
+    )
+    try:
+        with timed("generate_month", results, n):
+            month = generate_month(MonthSpec("2025-01", n, 2.0, 42), catalogue)
+        with tempfile.TemporaryDirectory() as tmp:
+            for ext in ("parquet", "csv"):
+                path = Path(tmp) / f"m.{ext}"
+                with timed(f"write {ext}", results, n):
+                    write_events(month, path)
+                with timed(f"read {ext}", results, n):
+                    read_events(path)
+        with timed("validate_frame (every row)", results, n):
+            events, errors = validate_frame(month)
+        assert not errors
+        with timed("build_payloads (JSON, pyarrow)", results, n):
+            payloads = build_payloads(events)
+        sample = min(n, 20_000)
+        rows = month.head(sample).to_dict(orient="records")
+        with timed("pydantic model + model_dump_json per row", results, sample):
+            for row in rows:
+                SurveyResponse.model_validate(row).model_dump_json()
+        keys = events.respondent_id.tolist()
+        stamps = (events.submitted_us // 1000).tolist()
+
+        started = time.perf_counter()
+        summary = publish_rows(settings, month, topic=topics["ours"])
+        ours = time.perf_counter() - started
+        assert summary.sent == n and summary.failed == 0, summary.line()
+        results.append(("publish_rows (validate + JSON + produce + deliveries)", ours, n))
+
+        bare = bare_loop(settings, topics["bare"], payloads, keys, stamps)
+        results.append(("baseline: bare produce loop, prebuilt payloads", bare, n))
+    finally:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        for future in admin.delete_topics(list(topics.values()), operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                future.result(timeout=60)
+
+    print(f"\nproducer throughput, {n:,} events, {settings.kafka_partitions} partitions, lz4\n")
+    print(f"{'step':58s} {'seconds':>9s} {'rows/s':>12s}")
+    for label, seconds, rows_done in results:
+        print(f"{label:58s} {seconds:9.2f} {rows_done / seconds:12,.0f}")
+    print(f"\npublish_rows / bare loop: {bare / ours:.2f} of the baseline's events/s")
+
+
+if __name__ == "__main__":
+    main()
