@@ -118,3 +118,44 @@ def test_model_updated_message_swaps_at_once(
     _status, model = server.get("/model")
     assert model["version"] == second
     assert np.allclose(model["centroids"], vendor_model.centroids + 2.0)
+
+
+def test_a_broken_champion_never_replaces_the_working_model(
+    isolated_settings: Settings,
+    vendor_model: CentroidModel,
+    start_server: Callable[..., Server],
+    register_model: Callable[[CentroidModel], int],
+    set_champion: Callable[[int], None],
+):
+    good = register_model(moved(vendor_model, 1.0))
+    set_champion(good)
+    server = start_server(workers=1, poll_interval_s="0.5", follow_updates_topic="false")
+    assert server.get("/health")[1]["model_version"] == good
+
+    # a version whose run logged no persona_model.json: the registry accepts it, we must not
+    client = registry.client(isolated_settings)
+    run = client.create_run(
+        client.get_experiment_by_name(f"serve-test-{isolated_settings.model_name}").experiment_id
+    )
+    client.set_terminated(run.info.run_id)
+    broken = int(
+        client.create_model_version(
+            isolated_settings.model_name, f"runs:/{run.info.run_id}", run.info.run_id
+        ).version
+    )
+    set_champion(broken)
+    deadline = time.monotonic() + 20
+    health = server.get("/health")[1]
+    while time.monotonic() < deadline and not health["last_error"]:
+        time.sleep(0.2)
+        health = server.get("/health")[1]
+    assert f"version {broken}" in health["last_error"]
+    assert (health["model_version"], health["model_source"]) == (good, "registry")
+    assert health["registry_reachable"] is True
+    status, body = server.post("/predict", [0.0] * 10)
+    assert (status, body["model_version"]) == (200, good)
+
+    set_champion(good)  # the operator rolls the alias back: nothing to reload, still good
+    third = register_model(moved(vendor_model, 2.0))
+    set_champion(third)
+    wait_for_version(server, third, timeout=20)
