@@ -55,7 +55,7 @@ def allocate(n: int, weights: Sequence[float] | np.ndarray) -> np.ndarray:
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     exact = n * w / w.sum()
-    counts = np.floor(exact).astype(np.int64)
+    counts: np.ndarray = np.floor(exact).astype(np.int64)
     short = n - int(counts.sum())
     if short:
         # Ties go to the lower index, as make_blobs gives the remainder to the first centres.
@@ -111,7 +111,8 @@ class Batch:
     @property
     def residual(self) -> np.ndarray:
         """Each row minus its persona's centroid: the noise a scenario keeps when moving a row."""
-        return self.X - self.centroids[self.persona]
+        residual: np.ndarray = self.X - self.centroids[self.persona]
+        return residual
 
 
 class Scenario(Protocol):

@@ -11,6 +11,7 @@ from personas.errors import ConfigError, PersonaError
 
 if TYPE_CHECKING:
     from personas.catalogue import Catalogue
+    from personas.synthetic import Scenario
     from producer.publisher import PublishSummary
     from producer.settings import ProducerSettings
 
@@ -48,7 +49,7 @@ def _scenarios(
     shift_features: str | None,
     shift_by: float | None,
     gradual: bool,
-) -> tuple[object, ...]:
+) -> tuple[Scenario, ...]:
     """Scenarios in their fixed order: mix → new persona → variance → mean shift."""
     from personas.synthetic import (
         DEFAULT_NEW_CENTROID,
@@ -59,7 +60,7 @@ def _scenarios(
         VarianceGrowth,
     )
 
-    found: list[object] = []
+    found: list[Scenario] = []
     weights = _floats(mix, "--mix")
     if weights is not None:
         found.append(MixChange(weights))
@@ -75,7 +76,7 @@ def _scenarios(
     if gradual:
         if not found:
             raise ConfigError("--gradual needs a scenario to ramp up (e.g. --shift-by)")
-        found = [Gradual(s) for s in found]  # type: ignore[arg-type]
+        found = [Gradual(s) for s in found]
     return tuple(found)
 
 
@@ -204,7 +205,7 @@ def generate(
         std=float(base["std"] if std is None else std),
         seed=int(base["seed"] if seed is None else seed),
         tz=tz,
-        scenarios=scenarios,  # type: ignore[arg-type]
+        scenarios=scenarios,
     )
     started = time.perf_counter()
     frame = generate_month(spec, catalogue)

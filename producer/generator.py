@@ -73,8 +73,11 @@ def month_bounds(month: str, tz: str = "UTC") -> tuple[np.datetime64, np.datetim
         ) from None
     start = datetime(year, mon, 1, tzinfo=zone)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=zone)
-    to_ms = lambda d: np.datetime64(int(d.timestamp() * 1000), "ms")  # noqa: E731
-    return to_ms(start), to_ms(end)
+    return _ms(start), _ms(end)
+
+
+def _ms(moment: datetime) -> np.datetime64:
+    return np.datetime64(round(moment.timestamp() * 1000), "ms")
 
 
 def month_rng(seed: int, month: str) -> np.random.Generator:

@@ -24,7 +24,10 @@ __all__ = ["build_payloads", "format_timestamps"]
 def format_timestamps(us: np.ndarray) -> np.ndarray:
     """µs since the epoch → ISO 8601 UTC text, millisecond precision unless finer is needed."""
     unit = "ms" if not np.any(us % 1000) else "us"
-    return np.datetime_as_string(us.astype("datetime64[us]"), unit=unit, timezone="UTC")
+    text: np.ndarray = np.datetime_as_string(  # type: ignore[call-overload]
+        us.astype("datetime64[us]"), unit=unit, timezone="UTC"
+    )
+    return text
 
 
 def build_payloads(events: Events, start: int = 0, stop: int | None = None) -> list[str]:

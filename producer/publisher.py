@@ -128,7 +128,7 @@ def topic_timestamp_policy(
 ) -> TopicTimestampPolicy:
     """Read ``message.timestamp.*`` of a topic (broker defaults apply when the topic has none)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)

@@ -136,9 +136,9 @@ def consume(
             kind, stamp = msg.timestamp()
             key = msg.key()
             yield TailMessage(
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
+                topic=msg.topic() or topic,
+                partition=msg.partition() or 0,
+                offset=msg.offset() or 0,
                 timestamp_ms=stamp if kind else None,
                 key=key.decode("utf-8", errors="replace") if key is not None else None,
                 value=msg.value(),

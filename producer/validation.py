@@ -81,24 +81,49 @@ def _text(series: pd.Series) -> pd.Series:
     return series.astype("string").fillna("").astype(pd.StringDtype("pyarrow"))
 
 
-def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(values, is_text_that_is_not_a_number); missing cells become NaN."""
+def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, text that is not a number, missing cell); bad and missing cells become NaN."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    n = len(series)
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(series), bool)
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, np.zeros(n, bool), series.isna().to_numpy(dtype=bool)
     text = _text(series).str.strip()
+    empty = (text == "").to_numpy(dtype=bool)
     try:  # fast path: every cell parses (pyarrow reads "nan" and "inf" too)
         arr = pa.array(text.to_numpy(dtype=object), pa.string())
-        values = pc.cast(pc.if_else(pc.equal(arr, ""), None, arr), pa.float64())
-        return values.to_numpy(zero_copy_only=False), np.zeros(len(series), bool)
+        parsed = pc.cast(pc.if_else(pc.equal(arr, ""), None, arr), pa.float64())
+        return parsed.to_numpy(zero_copy_only=False), np.zeros(n, bool), empty
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        lowered = text.str.lower()
-        nan_words = lowered.isin(["nan", "+nan", "-nan", "", "inf", "+inf", "-inf"]).to_numpy()
-        return values, np.isnan(values) & ~nan_words
+        words = text.str.lower().isin(["nan", "+nan", "-nan", "inf", "+inf", "-inf"]).to_numpy()
+        return values, np.isnan(values) & ~words & ~empty, empty
+
+
+def _cell(series: pd.Series, i: int) -> str:
+    """One cell as text, for an error message (only ever called for rows in error)."""
+    import pandas as pd
+
+    value = series.iloc[i]
+    return "" if value is None or value is pd.NA or value is pd.NaT else str(value)
+
+
+Flag = Callable[[np.ndarray, Callable[[int], str]], None]
+
+
+def _check_feature(series: pd.Series, name: str, flag: Flag) -> np.ndarray:
+    values, not_number, empty = _numbers(series)
+    flag(not_number, lambda i: f"{name}: not a number ({_cell(series, i)!r})")
+    flag(empty, lambda i: f"{name}: missing")
+    finite = np.isfinite(values)
+    flag(~finite & ~not_number & ~empty, lambda i: f"{name}: not finite ({values[i]})")
+    with np.errstate(invalid="ignore"):
+        out = finite & (np.abs(values) > FEATURE_LIMIT)
+    flag(out, lambda i: f"{name}: {values[i]} is outside ±{FEATURE_LIMIT:g}")
+    return values
 
 
 def _timestamps(series: pd.Series) -> tuple[np.ndarray, ...]:
@@ -124,7 +149,8 @@ def _timestamps(series: pd.Series) -> tuple[np.ndarray, ...]:
 
 
 def _us(ts: pd.Series) -> np.ndarray:
-    return ts.dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
+    values: np.ndarray = ts.dt.tz_convert("UTC").dt.as_unit("us").astype("int64").to_numpy()
+    return values
 
 
 def validate_frame(df: pd.DataFrame, first_line: int = 1) -> tuple[Events, list[RowError]]:
@@ -161,14 +187,9 @@ def validate_frame(df: pd.DataFrame, first_line: int = 1) -> tuple[Events, list[
 
     raw_ts = df["submitted_at"]
     us, ts_missing, no_zone, ts_bad = _timestamps(raw_ts)
-    ts_text = (  # text only when needed: formatting a million datetimes takes seconds
-        raw_ts.astype("string").fillna("").to_numpy(dtype=object)
-        if (no_zone | ts_bad).any()
-        else None
-    )
     flag(ts_missing, lambda i: "submitted_at: missing")
-    flag(no_zone, lambda i: f"submitted_at: no time zone ({ts_text[i]!r}); add Z or +00:00")
-    flag(ts_bad, lambda i: f"submitted_at: not an ISO 8601 time ({ts_text[i]!r})")
+    flag(no_zone, lambda i: f"submitted_at: no time zone ({_cell(raw_ts, i)!r}); add Z or +00:00")
+    flag(ts_bad, lambda i: f"submitted_at: not an ISO 8601 time ({_cell(raw_ts, i)!r})")
     flag(
         ~ts_bad & ~no_zone & ~ts_missing & (us < 0),
         lambda i: "submitted_at: before 1970 (Kafka timestamps start at 1970)",
@@ -176,39 +197,20 @@ def validate_frame(df: pd.DataFrame, first_line: int = 1) -> tuple[Events, list[
 
     X = np.empty((n, len(FEATURES)), dtype=np.float64)
     for j, name in enumerate(FEATURES):
-        values, not_number = _numbers(df[name])
-        X[:, j] = values
-        cell = (
-            df[name].astype("string").fillna("").to_numpy(dtype=object)
-            if (not_number.any() or not np.isfinite(values).all())
-            else None
-        )
-        flag(not_number, lambda i, name=name, cell=cell: f"{name}: not a number ({cell[i]!r})")
-        missing = np.isnan(values) & ~not_number
-        if cell is not None:
-            empty = (cell == "") | (cell == "<NA>")
-            flag(missing & empty, lambda i, name=name: f"{name}: missing")
-            flag(
-                ~np.isfinite(values) & ~not_number & ~(missing & empty),
-                lambda i, name=name, j=j: f"{name}: not finite ({X[i, j]})",
-            )
-        with np.errstate(invalid="ignore"):
-            out = np.abs(values) > FEATURE_LIMIT
-        flag(
-            out & np.isfinite(values),
-            lambda i, name=name, j=j: f"{name}: {X[i, j]} is outside ±{FEATURE_LIMIT:g}",
-        )
+        X[:, j] = _check_feature(df[name], name, flag)
 
     truth = np.full(n, -1, dtype=np.int64)
     if "true_persona_id" in df.columns:
-        values, not_number = _numbers(df["true_persona_id"])
+        truth_col = df["true_persona_id"]
+        values, not_number, _ = _numbers(truth_col)
         known = ~np.isnan(values)
         with np.errstate(invalid="ignore"):
             bad = not_number | (
                 known & ((values < 0) | (values != np.round(values)) | ~np.isfinite(values))
             )
-        cell = df["true_persona_id"].astype("string").fillna("").to_numpy(dtype=object)
-        flag(bad, lambda i: f"true_persona_id: not a non-negative integer ({cell[i]!r})")
+        flag(
+            bad, lambda i: f"true_persona_id: not a non-negative integer ({_cell(truth_col, i)!r})"
+        )
         ok = known & ~bad
         truth[ok] = values[ok].astype(np.int64)
 
