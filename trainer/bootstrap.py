@@ -23,7 +23,7 @@ from personas.model import CentroidModel
 from personas.registry import champion_version
 from personas.schemas import ModelUpdated
 from personas.settings import Settings
-from trainer import register
+from trainer import ledger, register
 from trainer.data import check_features, features_of, reference_frame, synthetic_sample
 from trainer.fitting import empirical_quantile_distance, outlier_distance
 from trainer.gate import silhouette
@@ -62,22 +62,35 @@ def bootstrap(
     own_publisher = publisher is None
     pub = publisher or Publisher(settings)
     try:
-        existing = register.versions_with_tag(settings, register.SOURCE_TAG, "bootstrap")
-        if existing:
-            version = existing[0]
-            update = None
-            if champion_version(settings) is None:
-                update = register.promote(settings, _registered(settings, version), pub)
-            log.info("bootstrap version %d already exists; nothing registered", version)
-            return BootstrapResult(version=version, created=False, update=update)
-        registered = _register_vendor(settings, ts, reference, catalogue, reference_label)
-        update = None
-        if champion_version(settings) is None:
-            update = register.promote(settings, registered, pub)
-        return BootstrapResult(version=registered.version, created=True, update=update)
+        # Same per-model lock as retraining: two concurrent bootstraps cannot both register.
+        with ledger.training_lock(settings):
+            return _bootstrap(settings, ts, reference, catalogue, pub, reference_label)
     finally:
         if own_publisher:
             pub.close()
+
+
+def _bootstrap(
+    settings: Settings,
+    ts: TrainerSettings,
+    reference: pd.DataFrame | None,
+    catalogue: Catalogue | None,
+    pub: Publisher,
+    reference_label: str,
+) -> BootstrapResult:
+    existing = register.versions_with_tag(settings, register.SOURCE_TAG, "bootstrap")
+    if existing:
+        version = existing[0]
+        update = None
+        if champion_version(settings) is None:
+            update = register.promote(settings, _registered(settings, version), pub)
+        log.info("bootstrap version %d already exists; nothing registered", version)
+        return BootstrapResult(version=version, created=False, update=update)
+    registered = _register_vendor(settings, ts, reference, catalogue, reference_label)
+    update = None
+    if champion_version(settings) is None:
+        update = register.promote(settings, registered, pub)
+    return BootstrapResult(version=registered.version, created=True, update=update)
 
 
 def _registered(settings: Settings, version: int) -> register.Registered:

@@ -102,3 +102,21 @@ def test_cli_bootstrap_with_reference_file(
     reference = registry.load_reference(s, 1)
     np.testing.assert_allclose(reference[list(FEATURES)].to_numpy(), x)
     assert len(read_all(s, s.topics.model_updates)) == 1
+
+
+def test_bootstrap_finishes_an_interrupted_first_run(
+    isolated_settings: Settings, trainer_settings: TrainerSettings
+) -> None:
+    s = isolated_settings
+    bootstrap(s, trainer_settings=trainer_settings)
+    # As if the first run died after registering, before moving the alias.
+    registry.client(s).delete_registered_model_alias(s.model_name, s.champion_alias)
+    assert registry.champion_version(s) is None
+
+    again = bootstrap(s, trainer_settings=trainer_settings)
+
+    assert (again.version, again.created) == (1, False)
+    assert again.update is not None and again.update.version == 1
+    assert registry.champion_version(s) == 1
+    updates = [value for _, value in read_all(s, s.topics.model_updates)]
+    assert [(u["version"], u["previous_version"]) for u in updates] == [(1, None), (1, None)]
