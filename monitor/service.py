@@ -76,6 +76,11 @@ class WindowProcessor:
         self.stats = stats
         self.policy = DriftPolicy(ms.consecutive_windows, ms.cooldown_delta)
         self._conn: Any = None
+        self._retryable: tuple[type[BaseException], ...] = (
+            PersonaError,
+            OSError,
+            *_driver_errors(),
+        )
 
     def connection(self) -> Any:
         from personas.db import connect
@@ -112,7 +117,7 @@ class WindowProcessor:
                 return self._process_once(window)
             except Stopped:
                 raise
-            except (PersonaError, OSError, *_driver_errors()) as exc:
+            except self._retryable as exc:
                 if self.stop.is_set():
                     raise Stopped(window.window_id) from None
                 log.warning("window %s: %s; retrying in %.0f s", window.window_id, exc, delay)
@@ -308,48 +313,46 @@ def run(
             except Exception as exc:
                 log.warning("offset commit failed: %s", exc)
 
+    def handle(msg: Any) -> None:
+        source: Source = (str(msg.topic()), int(msg.partition()))
+        err = msg.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF and source[0] == labels_topic:
+                watermark.eof(source)
+            elif err.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", err)
+            return
+        offset = int(msg.offset())
+        consumed[source] = offset + 1
+        if source[0] != labels_topic:
+            stats.responses += 1
+            _, ts = msg.timestamp()
+            if ts >= 0:
+                windower.add_response(datetime.fromtimestamp(ts / 1000, UTC), source, offset)
+            return
+        try:
+            event = _label_event(msg.value() or b"")
+        except ValueError as exc:
+            stats.invalid += 1
+            log.warning("skipping invalid label at %s@%d: %s", source, offset, exc)
+            return
+        stats.labels += 1
+        watermark.observe(source, event.submitted_at)
+        if not windower.add_label(event, source, offset):
+            stats.late += 1
+
     try:
         while not stop.is_set():
             for msg in consumer.consume(num_messages=1000, timeout=0.2):
-                source = (msg.topic(), msg.partition())
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        if source[0] == labels_topic:
-                            watermark.eof(source)
-                        continue
-                    log.warning("consumer error: %s", err)
-                    continue
-                consumed[source] = msg.offset() + 1
-                if source[0] == labels_topic:
-                    try:
-                        event = _label_event(msg.value())
-                    except ValueError as exc:
-                        stats.invalid += 1
-                        log.warning(
-                            "skipping invalid label at %s@%d: %s", source, msg.offset(), exc
-                        )
-                        continue
-                    stats.labels += 1
-                    watermark.observe(source, event.submitted_at)
-                    if not windower.add_label(event, source, msg.offset()):
-                        stats.late += 1
-                else:
-                    stats.responses += 1
-                    _, ts = msg.timestamp()
-                    if ts < 0:
-                        continue
-                    windower.add_response(
-                        datetime.fromtimestamp(ts / 1000, UTC), source, msg.offset()
-                    )
+                handle(msg)
             for window in windower.advance(watermark.value()):
                 stats.windows += 1
                 inflight.append((executor.submit(processor.process, window), window))
             while inflight and inflight[0][0].done():
-                future, window = inflight.popleft()
-                exc = future.exception()
-                if exc is not None:
-                    raise exc
+                future, _ = inflight.popleft()
+                error = future.exception()
+                if error is not None:
+                    raise error
             if time.monotonic() - last_commit >= ms.commit_interval_s:
                 commit()
                 last_commit = time.monotonic()
