@@ -22,6 +22,7 @@ import contextlib
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from personas.catalogue import load_vendor_catalogue
@@ -35,15 +36,11 @@ from producer.publisher import publish_rows
 from producer.validation import validate_frame
 
 
-def timed(label: str, results: list[tuple[str, float, int]], n: int):  # type: ignore[no-untyped-def]
-    class _T:
-        def __enter__(self) -> None:
-            self.start = time.perf_counter()
-
-        def __exit__(self, *exc: object) -> None:
-            results.append((label, time.perf_counter() - self.start, n))
-
-    return _T()
+@contextlib.contextmanager
+def timed(label: str, results: list[tuple[str, float, int]], n: int) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    results.append((label, time.perf_counter() - start, n))
 
 
 def bare_loop(

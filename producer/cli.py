@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -312,7 +312,7 @@ def _producer_settings(validate: str | None) -> ProducerSettings:
 
     ps = ProducerSettings()
     if validate is not None:
-        mode: Literal["fast", "full"] = _check_choice(validate, ("fast", "full"), "--validate")  # type: ignore[assignment]
+        mode = _check_choice(validate, ("fast", "full"), "--validate")
         ps = ps.model_copy(update={"validate_mode": mode})
     return ps
 

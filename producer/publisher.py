@@ -279,9 +279,9 @@ def publish_events(
 
     ``speed`` paces the sending by event time: event ``i`` goes ``(t_i - t_0) / speed`` seconds
     after the start (events must be in time order; 3600 = an hour of events a second; None or 0
-    = as fast as possible). ``rate`` (events/s) caps the pace too. ``on_send(i, wall_clock)`` is called as event ``i`` is handed to the
-    client (tests measure pacing with it). Returns the summary; ``failed`` counts deliveries the
-    broker refused.
+    = as fast as possible). ``rate`` (events/s) caps the pace too. ``on_send(i, wall_clock)`` is
+    called as event ``i`` is handed to the client (tests measure pacing with it). Returns the
+    summary; ``failed`` counts deliveries the broker refused.
     """
     from confluent_kafka import Producer
 
@@ -451,8 +451,9 @@ def publish_raw_frame(
     """Send rows exactly as they are, without validation (to exercise the DLQ).
 
     Each row becomes a JSON object of its cells (numbers where a cell parses as one, including
-    ``NaN``/``Infinity``; null for empty cells; text otherwise); the key is ``respondent_id`` (none if empty); the Kafka
-    timestamp is ``submitted_at`` when it parses with a zone, else the broker's clock.
+    ``NaN``/``Infinity``; null for empty cells; text otherwise); the key is ``respondent_id``
+    (none if empty); the Kafka timestamp is ``submitted_at`` when it parses with a zone, else the
+    broker's clock.
     """
     import json
     import math
