@@ -298,3 +298,21 @@ def test_tail_since_a_time_and_as_json(isolated_settings: Settings, catalogue: C
     )
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.count("\n") == 1 and "resp-" in cli.stdout and "x=[" in cli.stdout
+
+
+def test_full_validation_and_rate_limit(isolated_settings: Settings, catalogue: Catalogue) -> None:
+    from producer.settings import ProducerSettings
+
+    month = generate_month(MonthSpec("2025-06", 60, 2.0, 4), catalogue)
+    sends: list[float] = []
+    summary = publish_rows(
+        isolated_settings,
+        month,
+        producer_settings=ProducerSettings(validate_mode="full"),
+        rate=40.0,
+        on_send=lambda i, wall: sends.append(wall),
+    )
+    assert (summary.sent, summary.failed, summary.invalid) == (60, 0, 0)
+    # 60 events at 40/s: the last leaves 59/40 = 1.475 s after the first.
+    assert 1.4 < sends[-1] - sends[0] < 2.5
+    assert len(_read_all(isolated_settings, 60)) == 60
