@@ -35,6 +35,8 @@ def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
         # The take() buffer must be able to fill a whole batch from the stream buffer.
         stream_buffer_maxsize=max(4096, 2 * stream.max_batch),
         broker_max_poll_records=max(500, stream.max_batch),
+        broker_session_timeout=stream.session_timeout,
+        broker_heartbeat_interval=min(3.0, stream.session_timeout / 3),
         topic_replication_factor=1,
         producer_acks=-1,
         web_enabled=True,

@@ -69,6 +69,15 @@ class StreamSettings(BaseSettings):
     commit_interval: float = Field(
         1.0, gt=0, description="Seconds between Kafka offset commits of acknowledged events."
     )
+    session_timeout: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        description=(
+            "Kafka group session timeout: how long a dead worker keeps its partitions before the "
+            "group hands them to the others."
+        ),
+    )
     producer_linger_ms: int = Field(
         2, ge=0, description="linger.ms of the output producer (labels, dead letters)."
     )

@@ -131,9 +131,23 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
     )
 
 
+#: MLflow's HTTP client retries a dead server for minutes by default; a worker must start (from
+#: its cache) in seconds and its registry poll must not stall. Users can still override these.
+MLFLOW_CLIENT_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
 def run_worker(settings: Settings, stream: StreamSettings) -> None:
     """Run until SIGTERM/SIGINT (Faust installs the handlers); returns after a clean stop."""
+    import os
+
     import faust
+
+    for name, value in MLFLOW_CLIENT_ENV.items():
+        os.environ.setdefault(name, value)
 
     from personas.kafka import check_kafka
     from stream_app.agents import attach

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -183,3 +184,75 @@ def start_worker(settings: Settings, state_dir: Path, *args: str, **env: str) ->
         stderr=subprocess.STDOUT,
     )
     return Worker(proc=proc, port=port, log_path=log_path, _log=log)
+
+
+def register_version(settings: Settings, document: dict[str, Any], *, champion: bool = True) -> int:
+    """Register a model version whose run holds `document` as persona_model.json (registry.py)."""
+    from mlflow.exceptions import MlflowException
+
+    from personas import registry
+
+    client = registry.client(settings)
+    name = f"stream-test-{settings.model_name}"
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    with contextlib.suppress(MlflowException):  # already registered by an earlier call
+        client.create_registered_model(settings.model_name)
+    run = client.create_run(experiment_id)
+    client.log_dict(run.info.run_id, document, registry.MODEL_ARTIFACT)
+    client.set_terminated(run.info.run_id)
+    mv = client.create_model_version(
+        settings.model_name, f"{run.info.artifact_uri}/model", run_id=run.info.run_id
+    )
+    if champion:
+        client.set_registered_model_alias(settings.model_name, settings.champion_alias, mv.version)
+    return int(mv.version)
+
+
+def publish_update(settings: Settings, version: int, previous: int | None = None) -> None:
+    from personas.schemas import ModelUpdated, utc_now
+
+    update = ModelUpdated(
+        model_name=settings.model_name,
+        version=version,
+        alias=settings.champion_alias,
+        previous_version=previous,
+        updated_at=utc_now(),
+    )
+    produce(
+        settings,
+        settings.topics.model_updates,
+        [(settings.model_name.encode(), update.model_dump_json().encode())],
+    )
+
+
+def pg_count(settings: Settings) -> tuple[int, int]:
+    """(rows, distinct event ids) of persona_labels in the test's schema."""
+    from personas import db
+
+    with db.connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
