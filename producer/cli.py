@@ -185,6 +185,11 @@ def generate(
         gradual,
     )
     if original:
+        if n is not None or std is not None or seed is not None or original_month is not None:
+            raise ConfigError(
+                "--original writes the original five months as they were; "
+                "use --original-month with --n/--std/--seed to change one"
+            )
         folder = out or Path("data")
         for spec in original_months(catalogue):
             spec = MonthSpec(spec.month, spec.n, spec.std, spec.seed, tz, None, scenarios)

@@ -94,6 +94,7 @@ def _centroids() -> np.ndarray:
         (["--gradual"], "--gradual needs a scenario"),
         (["--original-month", "2024-01"], "--original-month must be one of 2025-01"),
         (["--tz", "Nowhere/City"], "unknown time zone"),
+        (["--original", "--n", "10"], "--original writes the original five months"),
     ],
 )
 def test_generate_option_errors(tmp_path: Path, args: list[str], message: str) -> None:
