@@ -59,7 +59,8 @@ class LiveView:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(15)
+        if self._thread.is_alive():
+            self._thread.join(15)
 
     def snapshot(self) -> Observed:
         with self._lock:
