@@ -64,8 +64,15 @@ def _register_champion(settings: Settings, model: CentroidModel, january: np.nda
     return int(mv.version)
 
 
-def _publish(settings: Settings, model: CentroidModel) -> list[datetime]:
-    """Publish Feb–Apr as SurveyResponses and PersonaLabels (labelled here: no stream app)."""
+def _publish(
+    settings: Settings,
+    model: CentroidModel,
+    months: list[tuple[datetime, int, float, int]] = MONTHS,
+    *,
+    sentinel: bool = True,
+    first_id: int = 0,
+) -> list[datetime]:
+    """Publish months as SurveyResponses and PersonaLabels (labelled here: no stream app)."""
     from confluent_kafka import Producer
 
     from personas.kafka import producer_config
@@ -73,14 +80,15 @@ def _publish(settings: Settings, model: CentroidModel) -> list[datetime]:
     producer = Producer(producer_config(settings))
     times: list[datetime] = []
     rows: list[tuple[datetime, np.ndarray]] = []
-    for first, days, std, seed in MONTHS:
+    for first, days, std, seed in months:
         rng = np.random.default_rng(seed)
         x = _month(rng, model.centroids, 500, std)
         offsets = np.sort(rng.uniform(0, days * 86_400, size=500))
         rows += [(first + timedelta(seconds=float(s)), x[i]) for i, s in enumerate(offsets)]
-    rows.append((SENTINEL, model.centroids[0]))
+    if sentinel:
+        rows.append((SENTINEL, model.centroids[0]))
     now = datetime.now(UTC)
-    for i, (t, features) in enumerate(rows):
+    for i, (t, features) in enumerate(rows, start=first_id):
         labels = model.label(features.reshape(1, -1))
         values = {name: float(v) for name, v in zip(FEATURES, features, strict=True)}
         event_id, respondent = uuid.UUID(int=i + 1), f"r{i:05d}"
@@ -139,16 +147,17 @@ def _read(settings: Settings, topic: str, expected: int, timeout: float) -> list
 
 
 class Running:
-    def __init__(self, settings: Settings, ms: MonitorSettings) -> None:
+    def __init__(self, settings: Settings, ms: MonitorSettings, reference: object = None) -> None:
         self.stop = threading.Event()
         self.stats = MonitorStats()
         self.error: BaseException | None = None
+        self.reference = reference
         self.thread = threading.Thread(target=self._main, args=(settings, ms), daemon=True)
         self.thread.start()
 
     def _main(self, settings: Settings, ms: MonitorSettings) -> None:
         try:
-            run(settings, ms, self.stop, stats=self.stats)
+            run(settings, ms, self.stop, stats=self.stats, reference=self.reference)  # type: ignore[arg-type]
         except BaseException as exc:  # surfaced by finish()
             self.error = exc
 
@@ -273,4 +282,58 @@ def test_march_drifts_february_and_april_do_not_one_retrain(
     stats_b = second.finish()
     assert (stats_b.adopted, stats_b.published, stats_b.retrains) == (expected_windows, 0, 0)
     assert len(_read(settings, settings.topics.alerts, expected_windows, 5)) == expected_windows
+    assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
+
+
+def test_restart_mid_stream_publishes_every_window_once_with_full_counts(
+    isolated_settings: Settings,
+    vendor_model: CentroidModel,
+    monitors: list[Running],
+) -> None:
+    """Stop while windows are open, restart with the same group: the open windows' events were not
+    committed, so they are re-read; every window is published once, with all its events."""
+    from monitor.reference import StaticReference
+    from monitor.stats import Reference
+
+    settings = isolated_settings
+    january = _month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
+    reference = StaticReference(Reference.build(vendor_model, january))
+    ms = MonitorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        window="7d",
+        window_origin=ORIGIN,
+        min_events=40,
+        reports="never",
+        group_id=f"monitor-r-{settings.model_name}",
+        commit_interval_s=0.2,
+    )
+
+    def start() -> Running:
+        running = Running(settings, ms, reference=reference)
+        monitors.append(running)
+        return running
+
+    times = _publish(settings, vendor_model, MONTHS[:2], sentinel=False)  # Feb, March
+    first = start()
+    before = _read(settings, settings.topics.alerts, 9, timeout=60)
+    # closed: Jan 27 … Mar 24 (9 weeks); open: the week of Mar 31 (the watermark is on Mar 31)
+    assert len(before) == 9
+    first.finish()
+    times += _publish(settings, vendor_model, MONTHS[2:], first_id=len(times))  # April + May
+    second = start()
+    after = _read(settings, settings.topics.alerts, 14, timeout=60)
+    stats = second.finish()
+
+    reports = [DriftReport.model_validate_json(v) for v in after]
+    starts = sorted({ORIGIN + ((t - ORIGIN) // WEEK) * WEEK for t in times if t < SENTINEL})
+    assert [r.window_start for r in reports] == starts
+    counts = {s: 0 for s in starts}
+    for t in times:
+        if t < SENTINEL:
+            counts[ORIGIN + ((t - ORIGIN) // WEEK) * WEEK] += 1
+    assert [r.event_count for r in reports] == [counts[s] for s in starts]
+    assert stats.published == 5 and stats.adopted == 0
+    assert [r.status for r in reports] == (
+        ["insufficient_data", "ok", "ok", "ok", "warning"] + ["drift"] * 5 + ["ok"] * 4
+    )
     assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
