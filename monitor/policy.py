@@ -69,6 +69,7 @@ class DriftPolicy:
     episode_retrained: bool = False
     last_retrain_end: datetime | None = None
     model_version: int | None = None
+    last_end: datetime | None = None
 
     def decide(
         self,
@@ -118,7 +119,15 @@ class DriftPolicy:
         return self.episode
 
     def commit(self, decision: Decision) -> None:
-        """Apply a decision (ours, or the one another instance stored first)."""
+        """Apply a decision (ours, or the one another instance stored first).
+
+        Windows come in event-time order; one that ends no later than the last applied window was
+        already applied (replayed from the database at start-up, then re-read from Kafka) and is
+        ignored, so a restart cannot count a window twice.
+        """
+        if self.last_end is not None and decision.end <= self.last_end:
+            return
+        self.last_end = decision.end
         if self.model_version is not None and decision.model_version != self.model_version:
             self.episode = []
             self.episode_retrained = False

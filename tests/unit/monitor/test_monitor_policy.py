@@ -103,3 +103,14 @@ def test_command_id_is_deterministic() -> None:
     )
     assert command_id_for("m", "a") != command_id_for("m", "b")
     assert command_id_for("m", "a") != command_id_for("other", "a")
+
+
+def test_a_window_applied_twice_counts_once() -> None:
+    """Start-up replays stored windows; Kafka may then deliver the last of them again."""
+    policy = DriftPolicy(consecutive=3)
+    decisions = feed(policy, "ff")
+    policy.commit(decisions[-1])  # re-read after a restart
+    assert [w.window_id for w in policy.episode] == ["w0", "w1"]
+    (third,) = feed(policy, "f", first=2)
+    assert third.status == "drift" and third.retrain is not None
+    assert third.retrain.window_ids == ["w0", "w1", "w2"]
