@@ -369,12 +369,13 @@ def publish_events(
 def _chunk(
     events: Events, a: int, b: int, mode: str
 ) -> tuple[list[str | None], list[str], list[int], list[RowError]]:
-    payloads: list[str | None] = list(build_payloads(events, a, b))
+    built = build_payloads(events, a, b)
+    payloads: list[str | None] = list(built)
     bad: list[RowError] = []
     if mode == "full":
-        for i, payload in enumerate(payloads):
+        for i, payload in enumerate(built):
             try:
-                parse_survey_response(payload.encode())  # type: ignore[union-attr]
+                parse_survey_response(payload.encode())
             except InvalidEvent as exc:
                 bad.append(RowError(int(events.line[a + i]), f"schema: {exc}"))
                 payloads[i] = None
