@@ -7,13 +7,14 @@ Defaults follow FIELD_NOTES "Drift detection power": four tests in the persona f
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from personas.errors import ConfigError
 
@@ -84,8 +85,9 @@ class MonitorSettings(BaseSettings):
     alpha: float = Field(
         0.0025, gt=0, lt=0.5, description="Significance level of each calibrated test."
     )
-    tests: tuple[str, ...] = Field(
-        TEST_NAMES, description="Calibrated tests whose failure fails a window (OR)."
+    tests: Annotated[tuple[str, ...], NoDecode] = Field(
+        TEST_NAMES,
+        description="Calibrated tests whose failure fails a window (OR); comma-separated or JSON.",
     )
     evidently_in_verdict: bool = Field(
         False,
@@ -139,6 +141,16 @@ class MonitorSettings(BaseSettings):
     history_windows: int = Field(
         50, ge=0, description="Stored windows replayed into the policy at start-up."
     )
+
+    @field_validator("tests", mode="before")
+    @classmethod
+    def _split_tests(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return tuple(json.loads(text))
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
 
     @field_validator("tests")
     @classmethod

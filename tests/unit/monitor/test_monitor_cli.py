@@ -56,3 +56,18 @@ def test_help_names_both_commands() -> None:
     assert result.exit_code == 0
     assert re.search(r"│ monitor +Watch persona-labels in event-time windows", result.output)
     assert re.search(r"│ alerts +Watch drift-alerts for a person", result.output)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("distance_shift, far_tail", ("distance_shift", "far_tail")),
+        ('["persona_mix"]', ("persona_mix",)),
+    ],
+)
+def test_tests_setting_from_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: tuple[str, ...]
+) -> None:
+    """.env.example writes lists comma-separated; JSON works too."""
+    monkeypatch.setenv("PERSONA_MONITOR_TESTS", value)
+    assert MonitorSettings(_env_file=None).tests == expected  # type: ignore[call-arg]
