@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from stream_app.labelling import RawRecord
@@ -56,28 +58,38 @@ def attach(app: faust.App, runtime: Runtime) -> None:
     @app.agent(topic, name="labeller")
     async def labeller(stream_: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream_.noack_take(stream.max_batch, within=stream.batch_timeout):
-            records = [_record(event.message) for event in events]
-            future = loop.run_in_executor(runtime.executor, runtime.processor.process, records)
-            try:
-                await asyncio.shield(future)
-            except asyncio.CancelledError:
-                # Stopping: give the in-flight batch its grace period, ack it only if durable.
-                if await _finish(future, stream.shutdown_grace, runtime):
-                    for event in events:
-                        await stream_.ack(event)
-                raise
-            except Stopping:
-                log.info("stopping with a batch of %d events left uncommitted", len(records))
-                return
-            except Exception as exc:  # a bug, not an input problem: crash, restart re-delivers
-                log.exception("batch failed unexpectedly; stopping the worker uncommitted")
-                runtime.stop_event.set()
-                await app.crash(exc)
-                return
-            for event in events:
-                await stream_.ack(event)
-            runtime.note_done(records)
+        inflight: deque[asyncio.Future[Any]] = deque()
+        ack_tasks: set[asyncio.Task[None]] = set()
+
+        def ack_when_durable(
+            events: list[Any], records: list[RawRecord], future: asyncio.Future[Any]
+        ) -> None:
+            if not future.cancelled() and future.exception() is None:
+                task = loop.create_task(_ack(stream_, events))
+                ack_tasks.add(task)
+                task.add_done_callback(ack_tasks.discard)
+                runtime.note_done(records)
+
+        try:
+            async for events in stream_.noack_take(stream.max_batch, within=stream.batch_timeout):
+                records = [_record(event.message) for event in events]
+                # One worker thread, FIFO: batches become durable (and are acked) in order, while
+                # the event loop goes on collecting the next batch.
+                future = loop.run_in_executor(runtime.executor, runtime.processor.process, records)
+                future.add_done_callback(partial(ack_when_durable, list(events), records))
+                inflight.append(future)
+                while inflight and (inflight[0].done() or len(inflight) >= stream.max_inflight):
+                    await asyncio.shield(inflight[0])
+                    inflight.popleft()
+        except asyncio.CancelledError:
+            await _finish(inflight, stream.shutdown_grace, runtime)
+            raise
+        except Stopping:
+            log.info("stopping with %d batches left uncommitted", len(inflight))
+        except Exception as exc:  # a bug, not an input problem: crash, restart re-delivers
+            log.exception("batch failed unexpectedly; stopping the worker uncommitted")
+            runtime.stop_event.set()
+            await app.crash(exc)
 
     @app.timer(5.0, name="consumer_lag")
     async def consumer_lag() -> None:
@@ -104,15 +116,17 @@ def attach(app: faust.App, runtime: Runtime) -> None:
         return web.bytes(runtime.metrics.render(), content_type="text/plain; version=0.0.4")
 
 
-async def _finish(future: asyncio.Future[Any], grace: float, runtime: Runtime) -> bool:
-    """Wait up to ``grace`` seconds for the in-flight batch; True if it became durable."""
-    try:
-        await asyncio.wait_for(asyncio.shield(future), grace)
-    except (TimeoutError, asyncio.CancelledError, Stopping):
-        runtime.stop_event.set()  # interrupts the sink/producer retry loop
-        log.warning("in-flight batch not durable at shutdown: left uncommitted")
-        return False
-    except Exception:
-        runtime.stop_event.set()
-        return False
-    return True
+async def _ack(stream_: Any, events: list[Any]) -> None:
+    for event in events:
+        await stream_.ack(event)
+
+
+async def _finish(inflight: deque[asyncio.Future[Any]], grace: float, runtime: Runtime) -> None:
+    """Stopping: give in-flight batches ``grace`` seconds; only durable ones get acked."""
+    if not inflight:
+        return
+    _, pending = await asyncio.wait([asyncio.shield(f) for f in inflight], timeout=grace)
+    if pending:
+        runtime.stop_event.set()  # interrupts the sink/producer retry loops
+        log.warning("%d in-flight batches not durable at shutdown: left uncommitted", len(pending))
+    await asyncio.sleep(0)  # let the ack callbacks of finished batches run

@@ -17,10 +17,10 @@ import numpy as np
 from personas.catalogue import FEATURES
 from personas.errors import InvalidEvent
 from personas.model import CentroidModel
-from personas.schemas import SurveyResponse, parse_survey_response, utc_now
+from personas.schemas import MAX_EVENT_BYTES, SurveyResponse, parse_survey_response, utc_now
 from stream_app.dlq import dead_letter
 
-__all__ = ["LABEL_COLUMNS", "BatchOutput", "RawRecord", "label_batch"]
+__all__ = ["LABEL_COLUMNS", "BatchOutput", "RawRecord", "label_batch", "parse"]
 
 #: Columns of persona_labels in the order rows are built (and COPYed).
 LABEL_COLUMNS: tuple[str, ...] = (
@@ -71,6 +71,22 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def parse(raw: bytes | None) -> SurveyResponse:
+    """``parse_survey_response`` with a fast path for valid events.
+
+    pydantic-core parses and validates JSON bytes in one step (~3× faster than ``json.loads`` +
+    ``model_validate``); it accepts exactly the events ``parse_survey_response`` accepts (same
+    model, size limits checked first), and anything it rejects is re-parsed by
+    ``parse_survey_response`` so the DLQ gets the same stable error kind and reason.
+    """
+    if raw and len(raw) <= MAX_EVENT_BYTES:
+        try:
+            return SurveyResponse.model_validate_json(raw)
+        except ValueError:
+            pass
+    return parse_survey_response(raw)
+
+
 def label_batch(
     records: list[RawRecord], model: CentroidModel, *, now: datetime | None = None
 ) -> BatchOutput:
@@ -80,7 +96,7 @@ def label_batch(
     stamps: list[int] = []
     for record in records:
         try:
-            event = parse_survey_response(record.value)
+            event = parse(record.value)
         except InvalidEvent as exc:
             out.dead_letters.append(dead_letter(record, exc.kind, exc.reason))
             out.error_kinds[exc.kind] = out.error_kinds.get(exc.kind, 0) + 1
@@ -94,7 +110,11 @@ def label_batch(
     x = np.array([event.features() for event in good], dtype=np.float64)
     labels = model.label(x)
     names = model.persona_names
-    labelled_iso = _iso(labelled_at)
+    # The label JSON is assembled from a template: json.dumps of a 21-key dict per event would
+    # cost more than validating the event. Strings go through json.dumps (escaping); floats are
+    # finite (validated input, finite centroids), so repr() is valid JSON.
+    quoted_names = [json.dumps(name) for name in names]
+    tail = f',"model_version":{model.version},"labelled_at":"{_iso(labelled_at)}"'
     version = model.version
     persona_ids = labels.persona_id.tolist()
     indexes = labels.index.tolist()
@@ -102,33 +122,31 @@ def label_batch(
     margins = labels.margin.tolist()
     outliers = labels.is_outlier.tolist()
     rows = x.tolist()
+    append_label = out.labels.append
+    append_row = out.rows.append
     for i, event in enumerate(good):
-        features = rows[i]
-        document: dict[str, Any] = {
-            "schema_version": 1,
-            "event_id": str(event.event_id),
-            "respondent_id": event.respondent_id,
-            "submitted_at": _iso(event.submitted_at),
-            "persona_id": persona_ids[i],
-            "persona_name": names[indexes[i]],
-            "distance": distances[i],
-            "margin": margins[i],
-            "is_outlier": outliers[i],
-            "model_version": version,
-            "labelled_at": labelled_iso,
-        }
-        document.update(zip(FEATURES, features, strict=True))
-        out.labels.append(
-            (event.respondent_id.encode(), json.dumps(document, separators=(",", ":")).encode())
+        f = rows[i]
+        respondent = event.respondent_id
+        index = indexes[i]
+        document = (
+            f'{{"schema_version":1,"event_id":"{event.event_id}",'
+            f'"respondent_id":{json.dumps(respondent)},'
+            f'"submitted_at":"{_iso(event.submitted_at)}",'
+            f'"persona_id":{persona_ids[i]},"persona_name":{quoted_names[index]},'
+            f'"distance":{distances[i]!r},"margin":{margins[i]!r},'
+            f'"is_outlier":{"true" if outliers[i] else "false"}{tail},'
+            f'"x1":{f[0]!r},"x2":{f[1]!r},"x3":{f[2]!r},"x4":{f[3]!r},"x5":{f[4]!r},'
+            f'"x6":{f[5]!r},"x7":{f[6]!r},"x8":{f[7]!r},"x9":{f[8]!r},"x10":{f[9]!r}}}'
         )
-        out.rows.append(
+        append_label((respondent.encode(), document.encode()))
+        append_row(
             (
                 event.event_id,
-                event.respondent_id,
+                respondent,
                 event.submitted_at,
-                *features,
+                *f,
                 persona_ids[i],
-                names[indexes[i]],
+                names[index],
                 distances[i],
                 margins[i],
                 outliers[i],

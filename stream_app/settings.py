@@ -38,10 +38,18 @@ class StreamSettings(BaseSettings):
         2000, ge=1, le=100_000, description="Most events labelled and written in one batch."
     )
     batch_timeout: float = Field(
-        0.02,
+        0.01,
         gt=0,
         le=60,
         description="Seconds to wait for a batch to fill before labelling what has arrived.",
+    )
+    max_inflight: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description=(
+            "Batches being written while the next one is collected (bounded: back-pressure)."
+        ),
     )
     web_host: str = Field("127.0.0.1", description="Interface of the worker's web endpoint.")
     web_port: int = Field(

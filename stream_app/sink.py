@@ -88,11 +88,13 @@ class PgSink:
         self.stop = stop
         self.max_backoff = max_backoff
         self._conn: psycopg.Connection | None = None
+        self._staged = False
         self.retries = 0
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = db.connect(self.settings)
+            self._staged = False
         return self._conn
 
     def write_once(self, rows: Sequence[Sequence[Any]]) -> int:
@@ -100,7 +102,10 @@ class PgSink:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                cur.execute(_CREATE_STAGE)
+                if not self._staged:
+                    cur.execute(_CREATE_STAGE)  # once per connection (temp tables are per session)
+                    conn.commit()
+                    self._staged = True
                 with cur.copy(_COPY) as copy:
                     copy.set_types(list(COPY_TYPES))
                     for row in rows:

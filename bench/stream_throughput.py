@@ -1,0 +1,420 @@
+"""End-to-end throughput and latency of one Faust stream worker vs a bare confluent-kafka loop.
+
+    .venv/bin/python bench/stream_throughput.py [--events N] [--rate 2000] [--seconds 10]
+
+Both systems under test run as their own process, read the same payloads from a topic of their
+own and write PersonaLabel JSON with the same labelling code (``stream_app.labelling``):
+
+* **baseline**: a bare confluent-kafka consume → label → produce loop (no PostgreSQL, no commit
+  wait): our practical ceiling;
+* **faust**: ``persona stream`` as users run it (also writes PostgreSQL and waits for acks).
+
+Two phases per system, measured by this harness (its own producer and consumer):
+1. *replay*: N pre-generated events produced as fast as possible; events/s = N / (time of the
+   last label received − time the first event was sent);
+2. *paced*: events sent at ``--rate``/s for ``--seconds`` with ``submitted_at`` = send time;
+   latency = label received − submitted_at (p50/p99).
+Everything it creates (topics, PostgreSQL schema) is deleted at the end. Needs the stack up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from personas import db  # noqa: E402
+from personas.catalogue import FEATURES, load_vendor_catalogue  # noqa: E402
+from personas.kafka import TopicSpec, consumer_config, ensure_topics, producer_config  # noqa: E402
+from personas.model import CentroidModel  # noqa: E402
+from personas.settings import Settings, TopicNames  # noqa: E402
+
+PARTITIONS = 4
+
+
+def payloads(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
+    """n SurveyResponse JSON documents (same for both systems)."""
+    model = CentroidModel.from_catalogue(load_vendor_catalogue())
+    rng = np.random.default_rng(seed)
+    x = model.centroids[rng.integers(0, 3, n)] + rng.normal(0, 2.0, (n, 10))
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        at = (start + timedelta(seconds=i)).isoformat()
+        features = ",".join(f'"{f}":{v!r}' for f, v in zip(FEATURES, x[i].tolist(), strict=True))
+        doc = (
+            f'{{"schema_version":1,"event_id":"{uuid.UUID(int=(seed << 64) | i)}",'
+            f'"respondent_id":"r{i}","submitted_at":"{at}",{features}}}'
+        )
+        out.append((f"r{i}".encode(), doc.encode()))
+    return out
+
+
+def live_payload(i: int, x: list[float]) -> tuple[bytes, bytes]:
+    doc: dict[str, Any] = {
+        "schema_version": 1,
+        "event_id": str(uuid.uuid4()),
+        "respondent_id": f"live{i}",
+        "submitted_at": datetime.now(UTC).isoformat(),
+    }
+    doc.update(zip(FEATURES, x, strict=True))
+    return doc["respondent_id"].encode(), json.dumps(doc).encode()
+
+
+# --------------------------------------------------------------------------- baseline loop
+
+
+def run_baseline(settings: Settings, source: str, sink: str, batch: int) -> None:
+    """The bare ceiling: consume a batch, label it, produce labels; no PostgreSQL."""
+    from confluent_kafka import Consumer, Producer
+
+    from stream_app.labelling import RawRecord, label_batch
+
+    model = CentroidModel.from_catalogue(load_vendor_catalogue())
+    consumer = Consumer(
+        consumer_config(settings, f"bench-baseline-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 5})
+    )
+    producer = Producer(producer_config(settings, **{"linger.ms": 2}))
+    consumer.subscribe([source])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    announced = False
+    while not stop.is_set():
+        messages = consumer.consume(batch, 0.02)
+        if not announced and consumer.assignment():
+            print("READY", flush=True)
+            announced = True
+        records = [
+            RawRecord(m.key(), m.value(), m.topic(), m.partition(), m.offset(), m.timestamp()[1])
+            for m in messages
+            if m.error() is None
+        ]
+        if not records:
+            producer.poll(0)
+            continue
+        out = label_batch(records, model)
+        for key, value in out.labels:
+            while True:
+                try:
+                    producer.produce(sink, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        producer.poll(0)
+        consumer.commit(asynchronous=True)
+    producer.flush(10)
+    consumer.close()
+
+
+# --------------------------------------------------------------------------- harness
+
+
+class LabelCounter(threading.Thread):
+    """Counts labels on the output topic; in paced mode records each label's latency."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        super().__init__(daemon=True)
+        from confluent_kafka import Consumer
+
+        self.consumer = Consumer(
+            consumer_config(
+                settings, f"bench-reader-{uuid.uuid4().hex}", **{"fetch.wait.max.ms": 5}
+            )
+        )
+        self.consumer.subscribe([topic])
+        self.count = 0
+        self.last_at = 0.0
+        self.latencies: list[float] | None = None
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            messages = self.consumer.consume(5000, 0.002)
+            if not messages:
+                continue
+            now = time.time()
+            good = [m for m in messages if m.error() is None]
+            self.count += len(good)
+            self.last_at = now
+            if self.latencies is not None:
+                for m in good:
+                    submitted = json.loads(m.value())["submitted_at"]
+                    if submitted.startswith("2026-03"):
+                        continue  # a replayed event, not a paced one
+                    at = datetime.fromisoformat(submitted.replace("Z", "+00:00")).timestamp()
+                    self.latencies.append(now - at)
+        self.consumer.close()
+
+    def wait_count(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.count < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.count >= n
+
+
+def produce_all(settings: Settings, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer(producer_config(settings))
+    started = time.time()
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
+    return started
+
+
+def produce_paced(settings: Settings, topic: str, rate: int, seconds: float) -> int:
+    from confluent_kafka import Producer
+
+    producer = Producer(producer_config(settings, **{"linger.ms": 1}))
+    rng = np.random.default_rng(5)
+    model = CentroidModel.from_catalogue(load_vendor_catalogue())
+    total = int(rate * seconds)
+    x = (model.centroids[rng.integers(0, 3, total)] + rng.normal(0, 2, (total, 10))).tolist()
+    tick = 0.01
+    per_tick = max(1, int(rate * tick))
+    started = time.perf_counter()
+    sent = 0
+    while sent < total:
+        for _ in range(min(per_tick, total - sent)):
+            key, value = live_payload(sent, x[sent])
+            producer.produce(topic, value, key)
+            sent += 1
+        producer.poll(0)
+        next_at = started + (sent / rate)
+        delay = next_at - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+    producer.flush(30)
+    return total
+
+
+def measure(
+    name: str,
+    settings: Settings,
+    source: str,
+    sink: str,
+    start: Any,
+    messages: list[tuple[bytes, bytes]],
+    rate: int,
+    seconds: float,
+) -> dict[str, float]:
+    counter = LabelCounter(settings, sink)
+    counter.start()
+    proc = start()
+    try:
+        n = len(messages)
+        t0 = produce_all(settings, source, messages)
+        if not counter.wait_count(n, timeout=max(120.0, n / 500)):
+            raise SystemExit(f"{name}: only {counter.count}/{n} labels arrived")
+        elapsed = counter.last_at - t0
+        time.sleep(1.0)
+        counter.latencies = []
+        paced = produce_paced(settings, source, rate, seconds)
+        counter.wait_count(n + paced, timeout=60)
+        time.sleep(0.5)
+        lat = np.asarray(counter.latencies) * 1000.0
+    finally:
+        counter.halt.set()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return {
+        "events": n,
+        "seconds": elapsed,
+        "events_per_s": n / elapsed,
+        "paced_events": len(lat),
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "max_ms": float(lat.max()) if lat.size else float("nan"),
+    }
+
+
+def _wait_line(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise SystemExit(f"process exited {proc.returncode} before ready")
+        if needle in line:
+            threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()  # type: ignore[union-attr]
+            return
+    raise SystemExit("not ready in time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000, help="events in the replay phase")
+    parser.add_argument("--rate", type=int, default=2000, help="events/s of the paced phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
+    parser.add_argument("--batch", type=int, default=2000, help="max batch of both systems")
+    parser.add_argument("--baseline", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    base = Settings()
+    if args.baseline:
+        run_baseline(base, args.baseline[0], args.baseline[1], args.batch)
+        return
+
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicNames(
+        responses=f"bench-in-{tag}",
+        labels=f"bench-labels-{tag}",
+        dlq=f"bench-in-{tag}.dlq",
+        alerts=f"bench-alerts-{tag}",
+        retrain=f"bench-retrain-{tag}",
+        model_updates=f"bench-mu-{tag}",
+    )
+    settings = base.model_copy(
+        update={"topics": topics, "pg_schema": f"bench_{tag}", "model_name": f"bench-{tag}"}
+    )
+    base_in, base_out = f"bench-base-in-{tag}", f"bench-base-out-{tag}"
+    specs = [
+        TopicSpec(topics.responses, PARTITIONS),
+        TopicSpec(topics.labels, PARTITIONS),
+        TopicSpec(topics.dlq, 1),
+        TopicSpec(topics.model_updates, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(base_in, PARTITIONS),
+        TopicSpec(base_out, PARTITIONS),
+    ]
+    ensure_topics(settings, specs)
+    db.apply_migrations(settings)
+    print(f"generating {args.events:,} events ...", flush=True)
+    messages = payloads(args.events)
+    state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-stream-{tag}"
+    python = sys.executable
+    results: dict[str, dict[str, float]] = {}
+    try:
+
+        def start_baseline() -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [python, __file__, "--baseline", base_in, base_out, "--batch", str(args.batch)],
+                stdout=subprocess.PIPE,
+                cwd=REPO,
+            )
+            _wait_line(proc, b"READY", 60)
+            return proc
+
+        def start_faust() -> subprocess.Popen[bytes]:
+            env = dict(os.environ)
+            env.update({f"PERSONA_TOPIC_{k.upper()}": v for k, v in topics.model_dump().items()})
+            env.update(
+                PERSONA_PG_SCHEMA=settings.pg_schema,
+                PERSONA_MODEL_NAME=settings.model_name,
+                PERSONA_STREAM_STATE_DIR=str(state),
+            )
+            proc = subprocess.Popen(
+                [
+                    str(Path(python).with_name("persona")),
+                    "stream",
+                    "--web-port",
+                    str(_free_port()),
+                    "--batch-size",
+                    str(args.batch),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=env,
+            )
+            _wait_line(proc, b"persona stream worker ready", 120)
+            return proc
+
+        print("baseline: bare confluent-kafka consume -> label -> produce ...", flush=True)
+        results["baseline"] = measure(
+            "baseline",
+            settings,
+            base_in,
+            base_out,
+            start_baseline,
+            messages,
+            args.rate,
+            args.seconds,
+        )
+        print(json.dumps(results["baseline"]), flush=True)
+        print("faust: persona stream worker (labels + PostgreSQL + DLQ) ...", flush=True)
+        results["faust"] = measure(
+            "faust",
+            settings,
+            topics.responses,
+            topics.labels,
+            start_faust,
+            messages,
+            args.rate,
+            args.seconds,
+        )
+        print(json.dumps(results["faust"]), flush=True)
+        with db.connect(settings, autocommit=True) as conn:
+            rows = conn.execute("SELECT count(*) FROM persona_labels").fetchone()
+        expected = args.events + int(args.rate * args.seconds)
+        print(f"faust wrote {rows[0] if rows else 0:,} rows to PostgreSQL (expected {expected:,})")
+    finally:
+        _cleanup(settings, [s.name for s in specs])
+
+    b, f = results["baseline"], results["faust"]
+    print()
+    print("| system | replay events/s | paced p50 ms | paced p99 ms | paced max ms |")
+    print("|---|---:|---:|---:|---:|")
+    for name, r in (
+        ("bare confluent-kafka loop (ceiling)", b),
+        ("Faust worker (persona stream)", f),
+    ):
+        print(
+            f"| {name} | {r['events_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['max_ms']:.1f} |"
+        )
+    ratio = f["events_per_s"] / b["events_per_s"]
+    print(
+        f"\nFaust / ceiling = {ratio:.2f} (target >= 0.5); Faust p99 at {args.rate}/s = "
+        f"{f['p99_ms']:.1f} ms (target < 50 ms); replay of {args.events:,} events"
+    )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cleanup(settings: Settings, topics: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    leader = [
+        t for t in admin.list_topics(timeout=10).topics if t.startswith("persona-stream-bench")
+    ]
+    for future in admin.delete_topics(topics + leader, operation_timeout=10).values():
+        with contextlib.suppress(Exception):
+            future.result(timeout=15)
+    with db.connect(settings, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+
+
+if __name__ == "__main__":
+    main()
