@@ -125,3 +125,41 @@ def test_every_label_carries_the_version_of_the_model_used(vendor_model: Centroi
     out = label_batch(_records([_event(i, model.centroids[i % 3]) for i in range(5)]), model)
     assert {PersonaLabel.model_validate_json(v).model_version for _, v in out.labels} == {7}
     assert {row[LABEL_COLUMNS.index("model_version")] for row in out.rows} == {7}
+
+
+def test_fast_path_accepts_and_rejects_exactly_like_parse_survey_response(
+    vendor_model: CentroidModel,
+) -> None:
+    from personas.errors import InvalidEvent
+    from personas.schemas import parse_survey_response
+    from stream_app.labelling import parse
+
+    good = _event(0, vendor_model.centroids[0])
+    corpus: list[bytes | None] = [
+        json.dumps(good).encode(),
+        json.dumps({k: v for k, v in good.items() if k != "schema_version"}).encode(),
+        json.dumps({**good, "x1": 3}).encode(),  # an integer feature is a number
+        json.dumps({**good, "x1": True}).encode(),
+        json.dumps({**good, "x1": "1.0"}).encode(),
+        json.dumps({**good, "x2": None}).encode(),
+        json.dumps({**good, "true_persona_id": -1}).encode(),
+        json.dumps({**good, "respondent_id": ""}).encode(),
+        json.dumps({**good, "submitted_at": "yesterday"}).encode(),
+        b'{"x1": 1e400}',
+        b'{"x1": Infinity}',
+        b"\xef\xbb\xbf" + json.dumps(good).encode(),  # UTF-8 BOM
+        b"  " + json.dumps(good).encode() + b"\n",
+        b"null",
+        b"123",
+        None,
+    ]
+    for raw in corpus:
+        try:
+            expected: object = parse_survey_response(raw)
+        except InvalidEvent as exc:
+            expected = (exc.kind, exc.reason)
+        try:
+            got: object = parse(raw)
+        except InvalidEvent as exc:
+            got = (exc.kind, exc.reason)
+        assert got == expected, raw
