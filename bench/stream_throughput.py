@@ -79,7 +79,7 @@ def live_payload(i: int, x: list[float]) -> tuple[bytes, bytes]:
 # --------------------------------------------------------------------------- baseline loop
 
 
-def run_baseline(settings: Settings, source: str, sink: str, batch: int) -> None:
+def run_baseline(settings: Settings, source: str, sink: str, batch: int, timeout: float) -> None:
     """The bare ceiling: consume a batch, label it, produce labels; no PostgreSQL."""
     from confluent_kafka import Consumer, Producer
 
@@ -95,7 +95,7 @@ def run_baseline(settings: Settings, source: str, sink: str, batch: int) -> None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     announced = False
     while not stop.is_set():
-        messages = consumer.consume(batch, 0.02)
+        messages = consumer.consume(batch, timeout)
         if not announced and consumer.assignment():
             print("READY", flush=True)
             announced = True
@@ -273,11 +273,14 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=2000, help="events/s of the paced phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
     parser.add_argument("--batch", type=int, default=2000, help="max batch of both systems")
+    parser.add_argument(
+        "--batch-timeout", type=float, default=0.01, help="batch timeout of both systems (s)"
+    )
     parser.add_argument("--baseline", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     base = Settings()
     if args.baseline:
-        run_baseline(base, args.baseline[0], args.baseline[1], args.batch)
+        run_baseline(base, args.baseline[0], args.baseline[1], args.batch, args.batch_timeout)
         return
 
     tag = uuid.uuid4().hex[:8]
@@ -312,7 +315,17 @@ def main() -> None:
 
         def start_baseline() -> subprocess.Popen[bytes]:
             proc = subprocess.Popen(
-                [python, __file__, "--baseline", base_in, base_out, "--batch", str(args.batch)],
+                [
+                    python,
+                    __file__,
+                    "--baseline",
+                    base_in,
+                    base_out,
+                    "--batch",
+                    str(args.batch),
+                    "--batch-timeout",
+                    str(args.batch_timeout),
+                ],
                 stdout=subprocess.PIPE,
                 cwd=REPO,
             )
@@ -335,6 +348,8 @@ def main() -> None:
                     str(_free_port()),
                     "--batch-size",
                     str(args.batch),
+                    "--batch-timeout",
+                    str(args.batch_timeout),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

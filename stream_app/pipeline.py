@@ -58,6 +58,7 @@ class BatchProcessor:
             self.output.confirm()
         except OutputFailed as exc:
             log.warning("re-sending batch after Kafka failure: %s", exc)
+            self.metrics.retries.labels(target="kafka").inc()
             self.output.reset()
             self.output.send_all(batches)
         self._observe(out, inserted, started, self.sink.retries - pg_retries)
