@@ -49,7 +49,9 @@ def _register_champion(settings: Settings, model: CentroidModel, january: np.nda
     import pandas as pd
 
     client = registry.client(settings)
-    experiment = client.create_experiment(f"monitor-test-{settings.model_name}")
+    name = f"monitor-test-{settings.model_name}"
+    found = client.get_experiment_by_name(name)
+    experiment = found.experiment_id if found else client.create_experiment(name)
     run_ = client.create_run(experiment)
     run_id = run_.info.run_id
     client.log_dict(run_id, model.to_dict(), registry.MODEL_ARTIFACT)
@@ -58,7 +60,8 @@ def _register_champion(settings: Settings, model: CentroidModel, january: np.nda
         pd.DataFrame(january, columns=list(FEATURES)).to_parquet(path)
         client.log_artifact(run_id, str(path))
     client.set_terminated(run_id)
-    client.create_registered_model(settings.model_name)
+    if not client.search_registered_models(f"name = '{settings.model_name}'"):
+        client.create_registered_model(settings.model_name)
     mv = client.create_model_version(settings.model_name, f"runs:/{run_id}", run_id)
     client.set_registered_model_alias(settings.model_name, settings.champion_alias, mv.version)
     return int(mv.version)
@@ -336,4 +339,47 @@ def test_restart_mid_stream_publishes_every_window_once_with_full_counts(
     assert [r.status for r in reports] == (
         ["insufficient_data", "ok", "ok", "ok", "warning"] + ["drift"] * 5 + ["ok"] * 4
     )
+    assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
+
+
+def test_after_a_hot_swap_windows_are_judged_against_the_new_reference(
+    isolated_settings: Settings,
+    vendor_model: CentroidModel,
+    monitors: list[Running],
+) -> None:
+    """March drifts against January; then a champion whose reference is March (std 3.1) takes
+    over: the rest of the stream is judged against it (model_version 2, the v1 labels relabelled),
+    the episode ends, and April (std 2, tighter than March) is not drift."""
+    settings = isolated_settings
+    january = _month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
+    assert _register_champion(settings, vendor_model, january) == 1
+    v1 = registry.load_version(settings, 1)
+    ms = MonitorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        window="7d",
+        window_origin=ORIGIN,
+        min_events=40,
+        reports="never",
+        group_id=f"monitor-s-{settings.model_name}",
+        commit_interval_s=0.2,
+    )
+    times = _publish(settings, v1, MONTHS[:2], sentinel=False)  # labelled by v1
+    running = Running(settings, ms)
+    monitors.append(running)
+    assert len(_read(settings, settings.topics.alerts, 9, timeout=90)) == 9  # … Mar 24 week
+
+    march = _month(np.random.default_rng(202503), vendor_model.centroids, 500, 3.1)
+    assert _register_champion(settings, vendor_model, march) == 2
+    _publish(settings, v1, MONTHS[2:], first_id=len(times))  # still labelled by v1
+    raw = _read(settings, settings.topics.alerts, 14, timeout=90)
+    running.finish()
+
+    reports = [DriftReport.model_validate_json(v) for v in raw]
+    assert [r.model_version for r in reports] == [1] * 9 + [2] * 5
+    assert [r.status for r in reports] == (
+        ["insufficient_data", "ok", "ok", "ok", "warning"] + ["drift"] * 4 + ["ok"] * 5
+    )
+    for r in reports[9:]:
+        (note,) = [t for t in r.tests if t.name == "info:relabelled"]
+        assert note.statistic == r.event_count  # every v1 label relabelled with v2
     assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
