@@ -13,6 +13,7 @@ only for the windows the ``reports`` setting asks for.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from monitor.stats import LabelledWindow, Reference
 
-__all__ = ["EvidentlyColumn", "EvidentlyResult", "frame_table", "run_report"]
+__all__ = ["EvidentlyColumn", "EvidentlyResult", "WorkspaceSink", "frame_table", "run_report"]
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,13 @@ def run_report(
     max_rows: int = 5_000,
     residuals: bool = True,
     seed: int = 0,
+    name: str | None = None,
+    timestamp: datetime | None = None,
 ) -> EvidentlyResult:
-    """Run Evidently's DataDriftPreset for one window against the reference."""
+    """Run Evidently's DataDriftPreset for one window against the reference.
+
+    ``name`` and ``timestamp`` (the window id and its end) place the run in a workspace's history.
+    """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
@@ -88,7 +94,13 @@ def run_report(
         frame_table(ref, ref.features, ref.frame, residuals=residuals), max_rows, seed
     )
     preset = DataDriftPreset(num_method=method or None)
-    snapshot = Report([preset], include_tests=True).run(current, reference)
+    snapshot = Report([preset], include_tests=True).run(
+        current,
+        reference,
+        timestamp=None if timestamp is None else timestamp.replace(tzinfo=None),
+        metadata={"model_version": ref.version},
+        name=name,
+    )
     return _parse(snapshot)
 
 
@@ -121,3 +133,25 @@ def _parse(snapshot: Any) -> EvidentlyResult:
                 )
             )
     return EvidentlyResult(columns, drifted_share, dataset_drift, snapshot)
+
+
+class WorkspaceSink:
+    """Adds each report to a local Evidently workspace, so ``evidently ui --workspace <dir>``
+    shows the windows' history (one project per registered model name)."""
+
+    def __init__(self, path: Path, project: str) -> None:
+        self.path = path
+        self.project_name = project
+        self._workspace: Any = None
+        self._project_id: Any = None
+
+    def add(self, result: EvidentlyResult) -> None:
+        if self._workspace is None:
+            from evidently.ui.workspace import Workspace
+
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._workspace = Workspace.create(str(self.path))
+            found = self._workspace.search_project(self.project_name)
+            project = found[0] if found else self._workspace.create_project(self.project_name)
+            self._project_id = project.id
+        self._workspace.add_run(self._project_id, result.snapshot)

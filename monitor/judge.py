@@ -188,6 +188,8 @@ def _evidently(
             max_rows=ms.evidently_max_rows,
             residuals=ms.evidently_residuals,
             seed=window.event_count,
+            name=window.window_id,
+            timestamp=window.end,
         )
     except Exception:
         log.exception("Evidently report failed for window %s", window.window_id)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor import store
+from monitor.evidently_report import WorkspaceSink
 from monitor.judge import judge, report_path, to_report, warm_up
 from monitor.policy import DriftPolicy, command_id_for
 from monitor.reference import ChampionReference, ReferenceSource
@@ -76,6 +77,11 @@ class WindowProcessor:
         self.stats = stats
         self.policy = DriftPolicy(ms.consecutive_windows, ms.cooldown_delta)
         self._conn: Any = None
+        self.workspace = (
+            None
+            if ms.evidently_workspace is None
+            else WorkspaceSink(ms.evidently_workspace, f"persona-monitor {settings.model_name}")
+        )
         self._retryable: tuple[type[BaseException], ...] = (
             PersonaError,
             OSError,
@@ -162,6 +168,11 @@ class WindowProcessor:
         if verdict.evidently is not None and self.ms.reports != "never":
             path = report_path(self.ms.reports_dir, window.window_id, verdict.model_version)
             report_uri = str(verdict.evidently.save_html(path).resolve())
+            if self.workspace is not None:
+                try:
+                    self.workspace.add(verdict.evidently)
+                except Exception:
+                    log.exception("could not add window %s to the workspace", window.window_id)
         report = to_report(window, verdict, decision, report_uri=report_uri)
         command = None
         if decision.retrain is not None:

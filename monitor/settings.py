@@ -121,6 +121,13 @@ class MonitorSettings(BaseSettings):
     evidently_max_rows: int = Field(
         5_000, ge=100, description="Rows of window and reference given to Evidently at most."
     )
+    evidently_workspace: Path | None = Field(
+        None,
+        description=(
+            "Also add every report to this local Evidently workspace (`evidently ui "
+            "--workspace <dir>` shows the history); empty = off."
+        ),
+    )
     evidently_residuals: bool = Field(
         True, description="Add residual (x − assigned centroid) and distance columns to the report."
     )
@@ -151,6 +158,11 @@ class MonitorSettings(BaseSettings):
                 return tuple(json.loads(text))
             return tuple(part.strip() for part in text.split(",") if part.strip())
         return value
+
+    @field_validator("evidently_workspace", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("tests")
     @classmethod
