@@ -47,6 +47,13 @@ fmt: install ## Format and auto-fix with ruff
 demo: up ## The main job: months replayed live — labels, drift alert, retrain, hot swap, summary
 	$(PERSONA) demo
 
+bench: up ## Hot-path benchmarks, each beside its baseline (figures: docs/benchmarks.md)
+	$(BIN)/python bench/producer_throughput.py --events 200000
+	$(BIN)/python bench/stream_throughput.py
+	$(BIN)/python bench/monitor_window.py
+	$(BIN)/python bench/trainer_retrain.py
+	$(BIN)/python bench/serve_http.py
+
 schemas: install ## Export the topics' JSON Schemas to docs/schemas
 	$(PERSONA) schemas export docs/schemas
 
