@@ -8,11 +8,13 @@ Measured in one run, on the same synthetic data (vendor centroids, std 2, a 5,00
     x1..x10, and the full report the monitor writes (raw + residuals + distance + persona).
 
     .venv/bin/python bench/monitor_window.py [--events 10000] [--reference 5000]
+    .venv/bin/python bench/monitor_window.py --kafka 200000   # service throughput via the stack
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,11 +38,14 @@ def draw(rng: np.random.Generator, centroids: np.ndarray, n: int, std: float = 2
     return centroids[which] + rng.normal(0.0, std, size=(n, centroids.shape[1]))
 
 
-def labels_json(model: CentroidModel, x: np.ndarray) -> list[bytes]:
+def labels_json(
+    model: CentroidModel, x: np.ndarray, *, start: int = 0, step_s: float = 1.0
+) -> list[bytes]:
+    """PersonaLabel JSON for rows of ``x``, event k at T0 + (start + k)·step_s."""
     lab = model.label(x)
     out = []
     for i in range(len(x)):
-        t = T0 + timedelta(seconds=i)
+        t = T0 + timedelta(seconds=(start + i) * step_s)
         out.append(
             PersonaLabel(
                 event_id=uuid.uuid4(),
@@ -92,7 +97,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000, help="events per window")
     parser.add_argument("--reference", type=int, default=5_000, help="reference rows")
+    parser.add_argument(
+        "--kafka",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the service on N labels through the running stack (fresh topics/schema)",
+    )
     args = parser.parse_args()
+    if args.kafka:
+        kafka_throughput(args.kafka)
+        return
 
     vendor = load_vendor_catalogue()
     model = CentroidModel(vendor.centroids, vendor.ids, vendor.names, version=1)
@@ -133,6 +148,87 @@ def main() -> None:
     frame = label_window(model, window.features)  # type: ignore[attr-defined]
     full_s = best(lambda: run_report(ref, window.features, frame), 2)  # type: ignore[attr-defined]
     print(f"monitor's Evidently report (23 columns, ≤5k rows each) {full_s * 1000:8.1f} ms")
+
+
+def kafka_throughput(events: int) -> None:
+    """Through the real stack: publish ``events`` labels over 4 weeks to fresh topics, then time
+    the service from start until it has consumed them all and published the daily windows."""
+    import threading
+    import uuid as _uuid
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+
+    from monitor.reference import StaticReference
+    from monitor.service import MonitorStats, run
+    from personas import db
+    from personas.kafka import ensure_topics, producer_config, topic_specs
+    from personas.settings import Settings, TopicNames
+
+    tag = _uuid.uuid4().hex[:8]
+    base = Settings()
+    settings = base.model_copy(
+        update={
+            "topics": TopicNames(**{k: f"bench-{k}-{tag}" for k in TopicNames.model_fields}),
+            "pg_schema": f"bench_{tag}",
+        }
+    )
+    ensure_topics(settings, topic_specs(settings))
+    vendor = load_vendor_catalogue()
+    model = CentroidModel(vendor.centroids, vendor.ids, vendor.names, version=1)
+    rng = np.random.default_rng(3)
+    ref = Reference.build(model, draw(rng, vendor.centroids, 5000))
+    try:
+        producer = Producer(producer_config(settings))
+        step = 28 * 86_400 / events
+        chunk = 20_000
+        for first in range(0, events, chunk):
+            n = min(chunk, events - first)
+            x = draw(rng, vendor.centroids, n)
+            for i, value in enumerate(labels_json(model, x, start=first, step_s=step)):
+                producer.produce(settings.topics.labels, value, f"r{first + i}".encode())
+                producer.poll(0)
+        # one event a day later closes the last day
+        last = labels_json(
+            model, vendor.centroids[:1], start=events + 86_400 // step + 1, step_s=step
+        )
+        producer.produce(settings.topics.labels, last[0])
+        producer.flush(60)
+        ms = MonitorSettings(  # type: ignore[call-arg]
+            _env_file=None,
+            window="1d",
+            reports="never",
+            consume_responses=False,
+            group_id=f"bench-{tag}",
+        )
+        stop, stats = threading.Event(), MonitorStats()
+        thread = threading.Thread(
+            target=run,
+            args=(settings, ms, stop),
+            kwargs={"reference": StaticReference(ref), "stats": stats},
+        )
+        started = time.perf_counter()
+        thread.start()
+        while stats.labels < events and thread.is_alive():
+            time.sleep(0.05)
+        consumed = time.perf_counter() - started
+        while stats.published < 28 and thread.is_alive() and time.perf_counter() - started < 120:
+            time.sleep(0.05)
+        done = time.perf_counter() - started
+        stop.set()
+        thread.join(30)
+        print(
+            f"through Kafka: {events:,} labels consumed in {consumed:.1f} s "
+            f"({events / consumed:,.0f} events/s incl. start-up), {stats.published} daily "
+            f"windows published after {done:.1f} s"
+        )
+    finally:
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        for future in admin.delete_topics([s.name for s in topic_specs(settings)]).values():
+            with contextlib.suppress(Exception):  # cleanup must not hide the figures
+                future.result(15)
+        with db.connect(settings, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
 
 
 if __name__ == "__main__":
