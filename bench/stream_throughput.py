@@ -121,6 +121,48 @@ def run_baseline(settings: Settings, source: str, sink: str, batch: int, timeout
     consumer.close()
 
 
+def run_faust_passthrough(
+    settings: Settings, source: str, sink: str, batch: int, timeout: float
+) -> None:
+    """Faust's own ceiling: the same noack_take batching and acks, but no parsing, labelling or
+    PostgreSQL; the input bytes are copied to the output topic with confluent-kafka."""
+    import faust
+    from confluent_kafka import Producer
+
+    tag = uuid.uuid4().hex[:8]
+    app = faust.App(
+        f"persona-stream-{source}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        datadir=f"/tmp/bench-passthrough-{tag}",
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=max(4096, 2 * batch),
+        broker_max_poll_records=batch,
+        topic_replication_factor=1,
+    )
+    topic = app.topic(
+        source, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+    producer = Producer(producer_config(settings, **{"linger.ms": 2}))
+
+    @app.agent(topic)
+    async def passthrough(stream: Any) -> None:
+        async for events in stream.noack_take(batch, within=timeout):
+            for event in events:
+                producer.produce(sink, event.message.value, event.message.key)
+            producer.poll(0)
+            for event in events:
+                await stream.ack(event)
+
+    @app.on_rebalance_complete.connect
+    async def ready(sender: Any, **_: Any) -> None:
+        print("READY", flush=True)
+
+    faust.Worker(
+        app, loglevel="WARNING", quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()
+
+
 # --------------------------------------------------------------------------- harness
 
 
@@ -277,8 +319,19 @@ def main() -> None:
         "--batch-timeout", type=float, default=0.01, help="batch timeout of both systems (s)"
     )
     parser.add_argument("--baseline", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--passthrough", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--skip-passthrough", action="store_true", help="do not measure the Faust pass-through"
+    )
     args = parser.parse_args()
     base = Settings()
+    if args.passthrough:
+        run_faust_passthrough(
+            base, args.passthrough[0], args.passthrough[1], args.batch, args.batch_timeout
+        )
+        return
     if args.baseline:
         run_baseline(base, args.baseline[0], args.baseline[1], args.batch, args.batch_timeout)
         return
@@ -296,6 +349,7 @@ def main() -> None:
         update={"topics": topics, "pg_schema": f"bench_{tag}", "model_name": f"bench-{tag}"}
     )
     base_in, base_out = f"bench-base-in-{tag}", f"bench-base-out-{tag}"
+    pass_in, pass_out = f"bench-pass-in-{tag}", f"bench-pass-out-{tag}"
     specs = [
         TopicSpec(topics.responses, PARTITIONS),
         TopicSpec(topics.labels, PARTITIONS),
@@ -303,6 +357,8 @@ def main() -> None:
         TopicSpec(topics.model_updates, 1, {"cleanup.policy": "compact"}),
         TopicSpec(base_in, PARTITIONS),
         TopicSpec(base_out, PARTITIONS),
+        TopicSpec(pass_in, PARTITIONS),
+        TopicSpec(pass_out, PARTITIONS),
     ]
     ensure_topics(settings, specs)
     db.apply_migrations(settings)
@@ -321,6 +377,25 @@ def main() -> None:
                     "--baseline",
                     base_in,
                     base_out,
+                    "--batch",
+                    str(args.batch),
+                    "--batch-timeout",
+                    str(args.batch_timeout),
+                ],
+                stdout=subprocess.PIPE,
+                cwd=REPO,
+            )
+            _wait_line(proc, b"READY", 60)
+            return proc
+
+        def start_passthrough() -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [
+                    python,
+                    __file__,
+                    "--passthrough",
+                    pass_in,
+                    pass_out,
                     "--batch",
                     str(args.batch),
                     "--batch-timeout",
@@ -371,6 +446,19 @@ def main() -> None:
             args.seconds,
         )
         print(json.dumps(results["baseline"]), flush=True)
+        if not args.skip_passthrough:
+            print("faust pass-through: noack_take -> copy bytes -> ack (no label, no PG) ...")
+            results["passthrough"] = measure(
+                "passthrough",
+                settings,
+                pass_in,
+                pass_out,
+                start_passthrough,
+                messages,
+                args.rate,
+                args.seconds,
+            )
+            print(json.dumps(results["passthrough"]), flush=True)
         print("faust: persona stream worker (labels + PostgreSQL + DLQ) ...", flush=True)
         results["faust"] = measure(
             "faust",
@@ -388,7 +476,7 @@ def main() -> None:
         expected = args.events + int(args.rate * args.seconds)
         print(f"faust wrote {rows[0] if rows else 0:,} rows to PostgreSQL (expected {expected:,})")
     finally:
-        _cleanup(settings, [s.name for s in specs])
+        _cleanup(settings, [s.name for s in specs], tag)
 
     b, f = results["baseline"], results["faust"]
     print()
@@ -417,12 +505,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cleanup(settings: Settings, topics: list[str]) -> None:
+def _cleanup(settings: Settings, topics: list[str], tag: str) -> None:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     leader = [
-        t for t in admin.list_topics(timeout=10).topics if t.startswith("persona-stream-bench")
+        t
+        for t in admin.list_topics(timeout=10).topics
+        if t.startswith("persona-stream-bench") and tag in t
     ]
     for future in admin.delete_topics(topics + leader, operation_timeout=10).values():
         with contextlib.suppress(Exception):

@@ -127,7 +127,10 @@ class PgSink:
         backoff = Backoff(self.stop, longest=self.max_backoff)
         while True:
             try:
-                return self.write_once(rows)
+                inserted = self.write_once(rows)
+                if backoff.attempt:
+                    log.info("PostgreSQL is back after %d retries", backoff.attempt)
+                return inserted
             except (psycopg.Error, PersonaError) as exc:
                 if isinstance(exc, Stopping):
                     raise

@@ -131,6 +131,20 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
     )
 
 
+def _migrate(settings: Settings) -> None:
+    """Apply pending migrations (idempotent); a PostgreSQL that is down is waited for later."""
+    from personas import db
+    from personas.errors import ServiceUnavailable
+
+    try:
+        applied = db.apply_migrations(settings)
+    except ServiceUnavailable as exc:
+        log.warning("%s; label rows will wait for it", exc)
+        return
+    if applied:
+        log.info("applied migrations %s to schema %s", applied, settings.pg_schema)
+
+
 #: MLflow's HTTP client retries a dead server for minutes by default; a worker must start (from
 #: its cache) in seconds and its registry poll must not stall. Users can still override these.
 MLFLOW_CLIENT_ENV = {
@@ -142,6 +156,7 @@ MLFLOW_CLIENT_ENV = {
 
 def run_worker(settings: Settings, stream: StreamSettings) -> None:
     """Run until SIGTERM/SIGINT (Faust installs the handlers); returns after a clean stop."""
+    import gc
     import os
 
     import faust
@@ -154,6 +169,7 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
     from stream_app.app import build_app
 
     check_kafka(settings)
+    _migrate(settings)
     runtime = build_runtime(settings, stream)
     app = build_app(settings, stream)
     attach(app, runtime)
@@ -163,6 +179,11 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
     async def _on_shutdown(sender: Any, **_: Any) -> None:
         log.info("stopping: finishing the in-flight batch (grace %.0fs)", stream.shutdown_grace)
 
+    # Everything loaded so far (faust, mlflow, pydantic schemas…) lives for the whole process:
+    # move it out of the collector's reach so full collections don't pause the stream for tens
+    # of milliseconds.
+    gc.collect()
+    gc.freeze()
     worker = faust.Worker(
         app,
         loglevel=stream.log_level,

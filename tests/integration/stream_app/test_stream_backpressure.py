@@ -1,0 +1,68 @@
+"""PostgreSQL unavailable: the worker waits and says so, then writes everything exactly once."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from stream_helpers import (
+    TcpProxy,
+    Worker,
+    make_events,
+    metric,
+    pg_count,
+    produce_events,
+    read_topic,
+    wait_for,
+)
+
+from personas.model import CentroidModel
+from personas.settings import Settings
+
+
+def test_postgres_outage_is_back_pressure_not_loss(
+    isolated_settings: Settings,
+    workers: Callable[..., Worker],
+    vendor_model: CentroidModel,
+) -> None:
+    s = isolated_settings
+    proxy = TcpProxy((s.pg_host, s.pg_port))
+    proxy.up()
+    try:
+        worker = workers(
+            "--batch-size",
+            "100",
+            PERSONA_PG_PORT=str(proxy.port),
+            PERSONA_STREAM_RETRY_MAX_BACKOFF="1",
+        )
+        worker.wait_ready()
+        first, second = (
+            make_events(vendor_model, 500, seed=41),
+            make_events(vendor_model, 700, seed=42),
+        )
+        produce_events(s, first)
+        wait_for(lambda: pg_count(s)[0] == 500, 60, "500 rows before the outage")
+
+        proxy.down()
+        produce_events(s, second)
+        wait_for(
+            lambda: "waiting for PostgreSQL" in worker.output(), 30, "the worker to say it waits"
+        )
+        time.sleep(2)
+        assert pg_count(s)[0] == 500  # (read directly, not through the proxy)
+        assert worker.proc.poll() is None  # still running, not crashed
+
+        proxy.up()
+        wait_for(lambda: pg_count(s)[0] >= 1200, 60, "all rows after the outage")
+        time.sleep(1)
+        assert pg_count(s) == (1200, 1200)
+        labels = read_topic(s, s.topics.labels, expect=1200, idle=1.0)
+        assert {json.loads(m.value())["event_id"] for m in labels} == {
+            e["event_id"] for e in first + second
+        }
+        text = worker.metrics()
+        assert metric(text, "persona_stream_retries_total", target="postgres") >= 1
+        assert metric(text, "persona_stream_rows_inserted_total") == 1200
+    finally:
+        proxy.down()
