@@ -482,15 +482,22 @@ def main() -> None:
     print()
     print("| system | replay events/s | paced p50 ms | paced p99 ms | paced max ms |")
     print("|---|---:|---:|---:|---:|")
-    for name, r in (
-        ("bare confluent-kafka loop (ceiling)", b),
-        ("Faust worker (persona stream)", f),
-    ):
+    rows = [("bare confluent-kafka loop (ceiling)", b)]
+    if "passthrough" in results:
+        rows.append(("Faust pass-through, no work (framework ceiling)", results["passthrough"]))
+    rows.append(("Faust worker (persona stream)", f))
+    for name, r in rows:
         print(
             f"| {name} | {r['events_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
             f"{r['max_ms']:.1f} |"
         )
     ratio = f["events_per_s"] / b["events_per_s"]
+    if "passthrough" in results:
+        p = results["passthrough"]
+        print(
+            f"\nFaust pass-through / ceiling = {p['events_per_s'] / b['events_per_s']:.2f}; "
+            f"Faust worker / Faust pass-through = {f['events_per_s'] / p['events_per_s']:.2f}"
+        )
     print(
         f"\nFaust / ceiling = {ratio:.2f} (target >= 0.5); Faust p99 at {args.rate}/s = "
         f"{f['p99_ms']:.1f} ms (target < 50 ms); replay of {args.events:,} events"

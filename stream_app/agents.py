@@ -3,21 +3,21 @@
 Commit semantics (read from faust-streaming 0.15.3, ``faust/streams.py``): ``Stream.take`` acks a
 batch's events in a ``finally`` when the generator resumes, so an exception or a cancellation in the
 agent body would ack a batch that was never written. We therefore iterate ``noack_take`` (same
-batching, no acks at all) and ack each event ourselves, only after ``BatchProcessor.process``
-returned, i.e. after Kafka acknowledged the labels and dead letters and PostgreSQL committed the
-rows. Faust's consumer commits, every ``commit_interval``, the highest *contiguous* acknowledged
-offset per partition, so an unacknowledged batch is re-delivered after a crash, and the sink's
-``ON CONFLICT DO NOTHING`` absorbs the repeat. The SIGKILL integration test proves it.
+batching, no acks at all) and ack each event ourselves, from the completion callback of its batch
+(``Batcher``), i.e. only after ``BatchProcessor.process`` returned: Kafka acknowledged the labels
+and dead letters and PostgreSQL committed the rows. Faust's consumer commits, every
+``commit_interval``, the highest *contiguous* acknowledged offset per partition, so an
+unacknowledged batch is re-delivered after a crash, and the sink's ``ON CONFLICT DO NOTHING``
+absorbs the repeat. The SIGKILL integration tests prove it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from stream_app.batcher import Batcher
 from stream_app.labelling import RawRecord
 from stream_app.sink import Stopping
 
@@ -58,38 +58,45 @@ def attach(app: faust.App, runtime: Runtime) -> None:
     @app.agent(topic, name="labeller")
     async def labeller(stream_: faust.StreamT) -> None:
         loop = asyncio.get_running_loop()
-        inflight: deque[asyncio.Future[Any]] = deque()
         ack_tasks: set[asyncio.Task[None]] = set()
 
-        def ack_when_durable(
-            events: list[Any], records: list[RawRecord], future: asyncio.Future[Any]
-        ) -> None:
-            if not future.cancelled() and future.exception() is None:
-                task = loop.create_task(_ack(stream_, events))
-                ack_tasks.add(task)
-                task.add_done_callback(ack_tasks.discard)
-                runtime.note_done(records)
+        def run(records: list[RawRecord]) -> asyncio.Future[Any]:
+            return loop.run_in_executor(runtime.executor, runtime.processor.process, records)
 
+        def on_durable(events: list[Any], records: list[RawRecord]) -> None:
+            task = loop.create_task(_ack(stream_, events))
+            ack_tasks.add(task)
+            task.add_done_callback(ack_tasks.discard)
+            runtime.note_done(records)
+
+        def on_failure(exc: BaseException) -> None:
+            if isinstance(exc, Stopping | asyncio.CancelledError):
+                log.info("stopping with a batch left uncommitted")
+                return
+            log.error("batch failed unexpectedly (%r); stopping the worker uncommitted", exc)
+            runtime.stop_event.set()
+            task = loop.create_task(app.crash(exc))
+            ack_tasks.add(task)
+
+        batcher = Batcher(
+            run,
+            on_durable,
+            on_failure,
+            max_batch=stream.max_batch,
+            max_pending=stream.max_inflight * stream.max_batch,
+        )
+        runtime.batcher = batcher
         try:
             async for events in stream_.noack_take(stream.max_batch, within=stream.batch_timeout):
-                records = [_record(event.message) for event in events]
-                # One worker thread, FIFO: batches become durable (and are acked) in order, while
-                # the event loop goes on collecting the next batch.
-                future = loop.run_in_executor(runtime.executor, runtime.processor.process, records)
-                future.add_done_callback(partial(ack_when_durable, list(events), records))
-                inflight.append(future)
-                while inflight and (inflight[0].done() or len(inflight) >= stream.max_inflight):
-                    await asyncio.shield(inflight[0])
-                    inflight.popleft()
+                batcher.add(list(events), [_record(event.message) for event in events])
+                await batcher.wait_capacity()
+                if batcher.failure is not None:
+                    return
         except asyncio.CancelledError:
-            await _finish(inflight, stream.shutdown_grace, runtime)
+            if not await batcher.drain(stream.shutdown_grace):
+                runtime.stop_event.set()  # interrupts the sink/producer retry loops
+                log.warning("in-flight batch not durable at shutdown: left uncommitted")
             raise
-        except Stopping:
-            log.info("stopping with %d batches left uncommitted", len(inflight))
-        except Exception as exc:  # a bug, not an input problem: crash, restart re-delivers
-            log.exception("batch failed unexpectedly; stopping the worker uncommitted")
-            runtime.stop_event.set()
-            await app.crash(exc)
 
     @app.timer(5.0, name="consumer_lag")
     async def consumer_lag() -> None:
@@ -119,14 +126,3 @@ def attach(app: faust.App, runtime: Runtime) -> None:
 async def _ack(stream_: Any, events: list[Any]) -> None:
     for event in events:
         await stream_.ack(event)
-
-
-async def _finish(inflight: deque[asyncio.Future[Any]], grace: float, runtime: Runtime) -> None:
-    """Stopping: give in-flight batches ``grace`` seconds; only durable ones get acked."""
-    if not inflight:
-        return
-    _, pending = await asyncio.wait([asyncio.shield(f) for f in inflight], timeout=grace)
-    if pending:
-        runtime.stop_event.set()  # interrupts the sink/producer retry loops
-        log.warning("%d in-flight batches not durable at shutdown: left uncommitted", len(pending))
-    await asyncio.sleep(0)  # let the ack callbacks of finished batches run

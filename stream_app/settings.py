@@ -48,7 +48,8 @@ class StreamSettings(BaseSettings):
         ge=1,
         le=16,
         description=(
-            "Batches being written while the next one is collected (bounded: back-pressure)."
+            "Batches' worth of events that may wait while one batch is written; beyond that the "
+            "worker stops taking input (back-pressure)."
         ),
     )
     web_host: str = Field("127.0.0.1", description="Interface of the worker's web endpoint.")

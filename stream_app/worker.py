@@ -46,6 +46,7 @@ class Runtime:
     assigned: list[int] = field(default_factory=list)
     rebalanced: bool = False
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    batcher: Any = None
 
     @property
     def ready(self) -> bool:
