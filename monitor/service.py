@@ -31,7 +31,14 @@ from monitor.judge import judge, report_path, to_report, warm_up
 from monitor.policy import DriftPolicy, command_id_for
 from monitor.reference import ChampionReference, ReferenceSource
 from monitor.settings import MonitorSettings
-from monitor.windows import ClosedWindow, Source, Watermark, WindowEvent, make_windower
+from monitor.windows import (
+    ClosedWindow,
+    PairedWatermark,
+    Source,
+    Watermark,
+    WindowEvent,
+    make_windower,
+)
 from personas.errors import PersonaError, ServiceUnavailable
 from personas.schemas import DriftReport, PersonaLabel, RetrainCommand, utc_now
 from personas.settings import Settings
@@ -274,7 +281,9 @@ def run(
     apply_migrations(settings)
     stats = MonitorStats() if stats is None else stats
     windower = make_windower(ms.window, origin=ms.window_origin, max_events=ms.max_window_events)
-    watermark = Watermark(ms.lateness)
+    label_clock = Watermark(ms.lateness)
+    response_clock = Watermark(ms.lateness) if ms.consume_responses else None
+    watermark = PairedWatermark(label_clock, response_clock)
     producer = Producer(producer_config(settings, **{"linger.ms": 5}))
     processor = WindowProcessor(
         settings, ms, reference or ChampionReference(settings), producer, stop, stats
@@ -284,7 +293,11 @@ def run(
     topics = [labels_topic] + ([settings.topics.responses] if ms.consume_responses else [])
 
     def on_assign(consumer: Any, partitions: list[Any]) -> None:
-        watermark.assign([(p.topic, p.partition) for p in partitions if p.topic == labels_topic])
+        label_clock.assign([(p.topic, p.partition) for p in partitions if p.topic == labels_topic])
+        if response_clock is not None:
+            response_clock.assign(
+                [(p.topic, p.partition) for p in partitions if p.topic != labels_topic]
+            )
 
     consumer = Consumer(consumer_config(settings, ms.group_id, **{"enable.partition.eof": True}))
     consumer.subscribe(topics, on_assign=on_assign)
@@ -326,11 +339,13 @@ def run(
 
     def handle(msg: Any) -> None:
         source: Source = (str(msg.topic()), int(msg.partition()))
+        clock = label_clock if source[0] == labels_topic else response_clock
         err = msg.error()
         if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF and source[0] == labels_topic:
-                watermark.eof(source)
-            elif err.code() != KafkaError._PARTITION_EOF:
+            if err.code() == KafkaError._PARTITION_EOF:
+                if clock is not None:
+                    clock.eof(source)
+            else:
                 log.warning("consumer error: %s", err)
             return
         offset = int(msg.offset())
@@ -338,8 +353,10 @@ def run(
         if source[0] != labels_topic:
             stats.responses += 1
             _, ts = msg.timestamp()
-            if ts >= 0:
-                windower.add_response(datetime.fromtimestamp(ts / 1000, UTC), source, offset)
+            if ts >= 0 and clock is not None:
+                submitted_at = datetime.fromtimestamp(ts / 1000, UTC)
+                clock.observe(source, submitted_at)
+                windower.add_response(submitted_at, source, offset)
             return
         try:
             event = _label_event(msg.value() or b"")
@@ -348,7 +365,7 @@ def run(
             log.warning("skipping invalid label at %s@%d: %s", source, offset, exc)
             return
         stats.labels += 1
-        watermark.observe(source, event.submitted_at)
+        label_clock.observe(source, event.submitted_at)
         if not windower.add_label(event, source, offset):
             stats.late += 1
 

@@ -32,6 +32,7 @@ import numpy as np
 __all__ = [
     "ClosedWindow",
     "CountWindower",
+    "PairedWatermark",
     "Source",
     "TimeWindower",
     "Watermark",
@@ -173,6 +174,38 @@ class Watermark:
             candidate = max(seen)
         candidate -= self.lateness
         if self._value is None or candidate > self._value:
+            self._value = candidate
+        return self._value
+
+    def empty_and_caught_up(self) -> bool:
+        """Every assigned partition is at its end and none ever held an event: no constraint."""
+        if self._assigned is None or not self._assigned:
+            return False
+        return self._assigned <= self._idle and not (self._assigned & set(self._newest))
+
+
+class PairedWatermark:
+    """The labels' watermark, held back by the responses' watermark while responses lag.
+
+    Windows are judged on labels, so the labels' watermark decides; but when the consumer reads
+    the responses topic behind the labels topic (catching up), a window closed on the labels' clock
+    alone would miss responses that belong to it and its labelled share would be wrong. The
+    responses never push the watermark further than the labels' (when the stream app stalls, no
+    window closes early), and an empty responses topic does not hold anything back.
+    """
+
+    def __init__(self, labels: Watermark, responses: Watermark | None) -> None:
+        self.labels = labels
+        self.responses = responses
+        self._value: datetime | None = None
+
+    def value(self) -> datetime | None:
+        candidate = self.labels.value()
+        responses = self.responses
+        if candidate is not None and responses is not None and not responses.empty_and_caught_up():
+            secondary = responses.value()
+            candidate = None if secondary is None else min(candidate, secondary)
+        if candidate is not None and (self._value is None or candidate > self._value):
             self._value = candidate
         return self._value
 

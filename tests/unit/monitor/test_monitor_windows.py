@@ -12,6 +12,7 @@ import pytest
 from monitor.windows import (
     ClosedWindow,
     CountWindower,
+    PairedWatermark,
     TimeWindower,
     Watermark,
     WindowEvent,
@@ -185,3 +186,30 @@ def test_time_window_must_be_positive(bad: str) -> None:
 
     with pytest.raises((ValueError, ConfigError)):
         make_windower(bad, origin=ORIGIN, max_events=10)
+
+
+def test_responses_hold_the_watermark_back_only_while_they_lag() -> None:
+    hour = timedelta(hours=1)
+    labels, responses = Watermark(hour), Watermark(hour)
+    labels.assign([("labels", 0)])
+    responses.assign([("responses", 0)])
+    paired = PairedWatermark(labels, responses)
+    labels.observe(("labels", 0), T0 + timedelta(days=9))
+    assert paired.value() is None  # responses not read yet: their counts would be incomplete
+    responses.observe(("responses", 0), T0 + timedelta(days=3))  # catching up, behind labels
+    assert paired.value() == T0 + timedelta(days=3) - hour
+    responses.observe(("responses", 0), T0 + timedelta(days=12))  # ahead: labels decide
+    assert paired.value() == T0 + timedelta(days=9) - hour
+
+
+def test_an_empty_responses_topic_holds_nothing_back() -> None:
+    hour = timedelta(hours=1)
+    labels, responses = Watermark(hour), Watermark(hour)
+    labels.assign([("labels", 0)])
+    responses.assign([("responses", 0), ("responses", 1)])
+    labels.observe(("labels", 0), T0 + timedelta(days=9))
+    responses.eof(("responses", 0))
+    assert PairedWatermark(labels, responses).value() is None  # partition 1 not heard of yet
+    responses.eof(("responses", 1))
+    assert PairedWatermark(labels, responses).value() == T0 + timedelta(days=9) - hour
+    assert PairedWatermark(labels, None).value() == T0 + timedelta(days=9) - hour
