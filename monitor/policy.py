@@ -7,7 +7,11 @@
 * A passing window ends the episode (``ok``). A window with too few events (``insufficient_data``)
   neither extends nor ends it.
 * The first ``drift`` window of an episode sends **one** RetrainCommand covering the episode in
-  event time (first failed window's start → this window's end). No command is sent again in the same
+  event time, **without its first window** when the episode has more than one (second failed
+  window's start → this window's end). The first failed window is where the change began: it
+  usually straddles the change point (in the original scenario, the Feb 24 – Mar 3 week holds five
+  February days and two March days), and a model fitted on that mixture fits neither regime, so
+  the next windows would drift again against it and cost a second retrain. No command is sent again in the same
   episode, nor within ``cooldown`` (event time) of the last command's range end: a retrain takes
   a while and the following windows are still judged against the old champion.
 * A new champion (hot swap) ends the episode: drift was relative to the old reference.
@@ -99,10 +103,11 @@ class DriftPolicy:
             note = f"retrain cooldown until {self.last_retrain_end + self.cooldown:%Y-%m-%d %H:%M}"
             return Decision(window_id, start, end, outcome, "drift", model_version, note=note)
         tests = ", ".join(failed_tests or []) or "verdict"
+        trained = windows[1:] if len(windows) > 1 else windows  # see the module docstring
         plan = RetrainPlan(
-            range_start=windows[0].start,
+            range_start=trained[0].start,
             range_end=end,
-            window_ids=[w.window_id for w in windows],
+            window_ids=[w.window_id for w in trained],
             reason=(
                 f"drift in {len(windows)} consecutive windows "
                 f"({windows[0].window_id} … {window_id}) against model version {model_version}; "

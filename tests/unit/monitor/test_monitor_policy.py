@@ -43,10 +43,18 @@ def test_one_failed_window_is_a_warning_two_are_drift() -> None:
 def test_retrain_range_covers_the_episode() -> None:
     decisions = feed(DriftPolicy(consecutive=3, cooldown=timedelta(0)), "pfff")
     (plan,) = [d.retrain for d in decisions if d.retrain is not None]
-    assert plan.range_start == T0 + WEEK
+    # the episode's first window straddles the change point: it is not trained on
+    assert plan.range_start == T0 + 2 * WEEK
     assert plan.range_end == T0 + 4 * WEEK
-    assert plan.window_ids == ["w1", "w2", "w3"]
+    assert plan.window_ids == ["w2", "w3"]
     assert "3 consecutive windows" in plan.reason and "model version 1" in plan.reason
+
+
+def test_a_one_window_episode_trains_on_that_window() -> None:
+    decisions = feed(DriftPolicy(consecutive=1, cooldown=timedelta(0)), "pf")
+    (plan,) = [d.retrain for d in decisions if d.retrain is not None]
+    assert (plan.range_start, plan.range_end) == (T0 + WEEK, T0 + 2 * WEEK)
+    assert plan.window_ids == ["w1"]
 
 
 def test_one_episode_one_retrain_even_without_cooldown() -> None:
@@ -113,4 +121,4 @@ def test_a_window_applied_twice_counts_once() -> None:
     assert [w.window_id for w in policy.episode] == ["w0", "w1"]
     (third,) = feed(policy, "f", first=2)
     assert third.status == "drift" and third.retrain is not None
-    assert third.retrain.window_ids == ["w0", "w1", "w2"]
+    assert third.retrain.window_ids == ["w1", "w2"]  # episode w0..w2, trained without w0
