@@ -5,6 +5,7 @@ model name. A stack that does not answer fails the tests (it never skips them).
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -60,10 +61,8 @@ def topic_factory(stack_settings: Settings) -> Iterator[Callable[..., str]]:
     if created:
         admin = AdminClient({"bootstrap.servers": stack_settings.kafka_bootstrap})
         for future in admin.delete_topics(created, operation_timeout=10).values():
-            try:
+            with contextlib.suppress(Exception):  # cleanup must not mask the test's own result
                 future.result(timeout=15)
-            except Exception:  # noqa: BLE001 - cleanup must not mask the test's own result
-                pass
 
 
 @pytest.fixture
@@ -97,9 +96,7 @@ def isolated_settings(stack_settings: Settings, unique: str) -> Iterator[Setting
     for future in admin.delete_topics(
         [s.name for s in topic_specs(settings)], operation_timeout=10
     ).values():
-        try:
+        with contextlib.suppress(Exception):
             future.result(timeout=15)
-        except Exception:  # noqa: BLE001
-            pass
     with db.connect(settings, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
