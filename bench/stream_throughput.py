@@ -263,7 +263,8 @@ def measure(
 ) -> dict[str, float]:
     counter = LabelCounter(settings, sink)
     counter.start()
-    proc = start()
+    started = start()
+    procs = started if isinstance(started, list) else [started]
     try:
         n = len(messages)
         t0 = produce_all(settings, source, messages)
@@ -278,11 +279,13 @@ def measure(
         lat = np.asarray(counter.latencies) * 1000.0
     finally:
         counter.halt.set()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return {
         "events": n,
         "seconds": elapsed,
@@ -316,11 +319,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
     parser.add_argument("--batch", type=int, default=2000, help="max batch of both systems")
     parser.add_argument(
-        "--batch-timeout", type=float, default=0.01, help="batch timeout of both systems (s)"
+        "--batch-timeout", type=float, default=0.005, help="batch timeout of both systems (s)"
     )
     parser.add_argument("--baseline", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--passthrough", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Faust worker processes (one consumer group)"
     )
     parser.add_argument(
         "--skip-passthrough", action="store_true", help="do not measure the Faust pass-through"
@@ -407,13 +413,19 @@ def main() -> None:
             _wait_line(proc, b"READY", 60)
             return proc
 
-        def start_faust() -> subprocess.Popen[bytes]:
+        def start_faust_workers() -> list[subprocess.Popen[bytes]]:
+            procs = [start_faust(i) for i in range(args.workers)]
+            if len(procs) > 1:
+                time.sleep(5)  # let the group settle on its final assignment
+            return procs
+
+        def start_faust(index: int = 0) -> subprocess.Popen[bytes]:
             env = dict(os.environ)
             env.update({f"PERSONA_TOPIC_{k.upper()}": v for k, v in topics.model_dump().items()})
             env.update(
                 PERSONA_PG_SCHEMA=settings.pg_schema,
                 PERSONA_MODEL_NAME=settings.model_name,
-                PERSONA_STREAM_STATE_DIR=str(state),
+                PERSONA_STREAM_STATE_DIR=str(state / f"worker{index}"),
             )
             proc = subprocess.Popen(
                 [
@@ -465,7 +477,7 @@ def main() -> None:
             settings,
             topics.responses,
             topics.labels,
-            start_faust,
+            start_faust_workers,
             messages,
             args.rate,
             args.seconds,
@@ -485,7 +497,8 @@ def main() -> None:
     rows = [("bare confluent-kafka loop (ceiling)", b)]
     if "passthrough" in results:
         rows.append(("Faust pass-through, no work (framework ceiling)", results["passthrough"]))
-    rows.append(("Faust worker (persona stream)", f))
+    plural = "s" if args.workers > 1 else ""
+    rows.append((f"Faust: {args.workers} worker{plural} (persona stream)", f))
     for name, r in rows:
         print(
             f"| {name} | {r['events_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "

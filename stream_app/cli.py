@@ -23,7 +23,7 @@ def stream(
     ] = None,
     batch_timeout: Annotated[
         float | None,
-        typer.Option(help="Seconds to wait for a batch to fill before labelling it. [0.01]"),
+        typer.Option(help="Seconds to wait for a batch to fill before labelling it. [0.005]"),
     ] = None,
     app_id: Annotated[
         str | None,

@@ -60,6 +60,11 @@ class KafkaOutput:
             self._producer = self._make_producer()
         return self._producer
 
+    def warm_up(self, timeout: float = 10.0) -> None:
+        """Create the producer and reach the broker before the first batch needs it."""
+        self.producer.list_topics(timeout=timeout)
+        self.producer.poll(0)
+
     def _on_delivery(self, err: Any, _msg: Any) -> None:
         if err is not None:
             self._errors.append(str(err))

@@ -43,6 +43,17 @@ class BatchProcessor:
         self.metrics = metrics
         self.stop = stop
 
+    def warm_up(self) -> None:
+        """Open the PostgreSQL session and the producer now, not in the first batch (which would
+        otherwise pay connection set-up, the temp table and the idempotent producer id)."""
+        from personas.errors import PersonaError
+
+        try:
+            self.sink.warm_up()
+        except PersonaError as exc:
+            log.warning("PostgreSQL not ready at start (%s); the first batch will wait for it", exc)
+        self.output.warm_up()
+
     def process(self, records: list[RawRecord]) -> BatchOutput:
         """Label and make durable; raises ``Stopping`` if the worker stops before it is durable."""
         started = time.perf_counter()

@@ -38,7 +38,7 @@ class StreamSettings(BaseSettings):
         2000, ge=1, le=100_000, description="Most events labelled and written in one batch."
     )
     batch_timeout: float = Field(
-        0.01,
+        0.005,
         gt=0,
         le=60,
         description="Seconds to wait for a batch to fill before labelling what has arrived.",

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from personas import db
-from personas.errors import PersonaError
+from personas.errors import PersonaError, ServiceUnavailable
 from personas.settings import Settings
 from stream_app.labelling import LABEL_COLUMNS
 
@@ -96,6 +96,22 @@ class PgSink:
             self._conn = db.connect(self.settings)
             self._staged = False
         return self._conn
+
+    def warm_up(self) -> None:
+        """Connect and create the staging table (raises ServiceUnavailable when PG is down)."""
+        import psycopg
+
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                cur.execute(_CREATE_STAGE)
+            conn.commit()
+            self._staged = True
+        except psycopg.Error as exc:
+            self.close()
+            raise ServiceUnavailable(
+                "PostgreSQL", self.settings.pg_dsn(with_password=False), str(exc).strip()
+            ) from None
 
     def write_once(self, rows: Sequence[Sequence[Any]]) -> int:
         """One attempt in one transaction; returns how many rows were new."""

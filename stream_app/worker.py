@@ -117,6 +117,7 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
         settings, stop, linger_ms=stream.producer_linger_ms, max_backoff=stream.retry_max_backoff
     )
     processor = BatchProcessor(settings, holder, sink, output, metrics, stop)
+    processor.warm_up()
     watcher = ModelWatcher(settings, holder, poll_seconds=stream.registry_poll_seconds)
     return Runtime(
         settings=settings,
