@@ -14,14 +14,11 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from infra.stack.layout import Layout, ServiceStatus
+from infra.stack.detached import DetachedService
+from infra.stack.layout import Layout
 from infra.stack.process import (
     log_tail,
-    owned_pid,
     port_open,
-    start_detached,
-    stop_pid,
-    wait_until,
 )
 from personas.errors import StackError
 from personas.settings import Settings
@@ -52,12 +49,16 @@ LOG4J2 = """Configuration:
 """
 
 
-class KafkaService:
+class KafkaService(DetachedService):
     name = "kafka"
+    label = "Kafka"
+    marker = MARKER
+    start_timeout = START_TIMEOUT
+    stop_timeout = 60.0
+    port_settings = (("kafka_host", "kafka_port"), ("kafka_host", "kafka_controller_port"))
 
     def __init__(self, settings: Settings, layout: Layout) -> None:
-        self.settings = settings
-        self.layout = layout
+        super().__init__(settings, layout)
         self.home = layout.service_dir("kafka")
         self.libs = layout.cache / f"kafka-{settings.kafka_version}" / "libs"
 
@@ -171,9 +172,6 @@ class KafkaService:
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
 
-    def pid(self) -> int | None:
-        return owned_pid(self.layout.pid_file(self.name), MARKER)
-
     def answers(self) -> bool:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
@@ -186,20 +184,7 @@ class KafkaService:
             return False
         return True
 
-    def start(self) -> str:
-        if self.pid() is not None:
-            if wait_until(self.answers, START_TIMEOUT):
-                return "already running"
-            raise StackError(
-                f"Kafka is running but does not answer at {self.address}; see {self.layout.log_file(self.name)}"
-            )
-        for port in (self.settings.kafka_port, self.settings.kafka_controller_port):
-            if port_open(self.settings.kafka_host, port):
-                raise StackError(
-                    f"port {port} on {self.settings.kafka_host} is taken by a process that is not "
-                    "this stack's Kafka; stop it or set PERSONA_KAFKA_PORT / "
-                    "PERSONA_KAFKA_CONTROLLER_PORT"
-                )
+    def prepare(self) -> tuple[list[str], dict[str, str], Path]:
         self.fetch()
         config = self._write_config()
         self._format_storage(config)
@@ -218,33 +203,7 @@ class KafkaService:
             MARKER,
             str(config),
         ]
-        log = self.layout.log_file(self.name + "-stdout")
-        pid = start_detached(argv, log, self.layout.pid_file(self.name), env)
-        if (
-            not wait_until(lambda: self.answers() or self.pid() is None, START_TIMEOUT, 1.0)
-            or self.pid() is None
-        ):
-            self.stop()
-            raise StackError(
-                f"Kafka did not start within {START_TIMEOUT:.0f} s (pid {pid}); "
-                f"see {self.layout.log_file(self.name)} and {log}:\n{log_tail(log)}"
-            )
-        return "started"
+        return argv, env, self.layout.log_file(self.name + "-stdout")
 
-    def stop(self) -> str:
-        pid = self.pid()
-        if pid is None:
-            return "not running"
-        stop_pid(pid, "Kafka", timeout=60)
-        self.layout.pid_file(self.name).unlink(missing_ok=True)
-        return "stopped"
-
-    def status(self) -> ServiceStatus:
-        pid = self.pid()
-        return ServiceStatus(
-            self.name,
-            self.address,
-            pid,
-            pid is not None and self.answers(),
-            f"Apache Kafka {self.settings.kafka_version} (KRaft)",
-        )
+    def detail(self) -> str:
+        return f"Apache Kafka {self.settings.kafka_version} (KRaft)"

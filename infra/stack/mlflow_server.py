@@ -12,8 +12,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from infra.stack.layout import Layout, ServiceStatus
-from infra.stack.process import log_tail, owned_pid, port_open, start_detached, stop_pid, wait_until
+from infra.stack.detached import DetachedService
+from infra.stack.layout import Layout
 from personas.errors import StackError
 from personas.settings import Settings
 
@@ -23,20 +23,21 @@ MARKER = "mlflow"
 START_TIMEOUT = 180.0
 
 
-class MlflowService:
+class MlflowService(DetachedService):
     name = "mlflow"
+    label = "MLflow"
+    marker = MARKER
+    start_timeout = START_TIMEOUT
+    stop_timeout = 30.0
+    port_settings = (("mlflow_host", "mlflow_port"),)
 
     def __init__(self, settings: Settings, layout: Layout) -> None:
-        self.settings = settings
-        self.layout = layout
+        super().__init__(settings, layout)
         self.artifacts = layout.service_dir("mlflow") / "artifacts"
 
     @property
     def address(self) -> str:
         return f"http://{self.settings.mlflow_host}:{self.settings.mlflow_port}"
-
-    def pid(self) -> int | None:
-        return owned_pid(self.layout.pid_file(self.name), MARKER)
 
     def answers(self) -> bool:
         try:
@@ -56,18 +57,7 @@ class MlflowService:
             )
         return found
 
-    def start(self) -> str:
-        if self.pid() is not None:
-            if wait_until(self.answers, START_TIMEOUT):
-                return "already running"
-            raise StackError(
-                f"MLflow is running but does not answer at {self.address}; see {self.layout.log_file(self.name)}"
-            )
-        if port_open(self.settings.mlflow_host, self.settings.mlflow_port):
-            raise StackError(
-                f"port {self.settings.mlflow_port} on {self.settings.mlflow_host} is taken by a "
-                "process that is not this stack's MLflow; stop it or set PERSONA_MLFLOW_PORT"
-            )
+    def prepare(self) -> tuple[list[str], dict[str, str], Path]:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         argv = [
             self._executable(),
@@ -85,33 +75,7 @@ class MlflowService:
             "2",
         ]
         env = dict(os.environ, MLFLOW_ENABLE_WORKSPACES="false")
-        log = self.layout.log_file(self.name)
-        pid = start_detached(argv, log, self.layout.pid_file(self.name), env)
-        if (
-            not wait_until(lambda: self.answers() or self.pid() is None, START_TIMEOUT, 1.0)
-            or self.pid() is None
-        ):
-            self.stop()
-            raise StackError(
-                f"MLflow did not start within {START_TIMEOUT:.0f} s (pid {pid}); see {log}:\n"
-                + log_tail(log)
-            )
-        return "started"
+        return argv, env, self.layout.log_file(self.name)
 
-    def stop(self) -> str:
-        pid = self.pid()
-        if pid is None:
-            return "not running"
-        stop_pid(pid, "MLflow", timeout=30)
-        self.layout.pid_file(self.name).unlink(missing_ok=True)
-        return "stopped"
-
-    def status(self) -> ServiceStatus:
-        pid = self.pid()
-        return ServiceStatus(
-            self.name,
-            self.address,
-            pid,
-            pid is not None and self.answers(),
-            f"artifacts {self.artifacts}",
-        )
+    def detail(self) -> str:
+        return f"artifacts {self.artifacts}"

@@ -1,0 +1,89 @@
+"""A service the stack runs as a detached process it owns through a PID file (Kafka, MLflow).
+
+One lifecycle for both: adopt a running instance only if its PID file and command line say it is
+ours; refuse a port a stranger holds; start, wait a bounded time for it to answer, and on failure
+stop it and name the log; stop by PID, never by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from infra.stack.layout import Layout, ServiceStatus
+from infra.stack.process import log_tail, owned_pid, port_open, start_detached, stop_pid, wait_until
+from personas.errors import StackError
+from personas.settings import Settings
+
+__all__ = ["DetachedService"]
+
+
+class DetachedService(ABC):
+    name: str
+    label: str  # how people call it in messages
+    marker: str  # a string its command line contains
+    start_timeout: float
+    stop_timeout: float
+    port_settings: tuple[tuple[str, str], ...]  # (host field, port field) of Settings to check
+
+    def __init__(self, settings: Settings, layout: Layout) -> None:
+        self.settings = settings
+        self.layout = layout
+
+    @property
+    @abstractmethod
+    def address(self) -> str: ...
+
+    @abstractmethod
+    def answers(self) -> bool: ...
+
+    @abstractmethod
+    def prepare(self) -> tuple[list[str], dict[str, str], Path]:
+        """Get everything ready to start; returns (argv, environment, stdout log)."""
+
+    @abstractmethod
+    def detail(self) -> str: ...
+
+    def pid(self) -> int | None:
+        return owned_pid(self.layout.pid_file(self.name), self.marker)
+
+    def start(self) -> str:
+        if self.pid() is not None:
+            if wait_until(self.answers, self.start_timeout):
+                return "already running"
+            raise StackError(
+                f"{self.label} is running but does not answer at {self.address}; "
+                f"see {self.layout.log_file(self.name)}"
+            )
+        for host_field, port_field in self.port_settings:
+            host, port = getattr(self.settings, host_field), getattr(self.settings, port_field)
+            if port_open(host, port):
+                raise StackError(
+                    f"port {port} on {host} is taken by a process that is not this stack's "
+                    f"{self.label}; stop it or set PERSONA_{port_field.upper()}"
+                )
+        argv, env, log = self.prepare()
+        pid = start_detached(argv, log, self.layout.pid_file(self.name), env)
+        started = wait_until(lambda: self.answers() or self.pid() is None, self.start_timeout, 1.0)
+        if not started or self.pid() is None:
+            self.stop()
+            logs = {self.layout.log_file(self.name), log}
+            raise StackError(
+                f"{self.label} did not start within {self.start_timeout:.0f} s (pid {pid}); "
+                f"see {' and '.join(str(p) for p in sorted(logs))}:\n{log_tail(log)}"
+            )
+        return "started"
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            return "not running"
+        stop_pid(pid, self.label, timeout=self.stop_timeout)
+        self.layout.pid_file(self.name).unlink(missing_ok=True)
+        return "stopped"
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        return ServiceStatus(
+            self.name, self.address, pid, pid is not None and self.answers(), self.detail()
+        )
