@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["register", "stream"]
+__all__ = ["HELP", "register", "stream"]
+
+HELP = (
+    "Label survey responses with the champion persona model, continuously.\n\n"
+    "Consumes the survey-responses topic, validates each event (invalid ones go to the DLQ with "
+    "the reason), labels them in batches with the registry champion, writes labels to "
+    "persona-labels and PostgreSQL (persona_labels, once per event) and hot-swaps the model on "
+    "model-updates.\n\n"
+    "One worker per process: start several with distinct --web-port to share the partitions. "
+    "Ready when it logs 'persona stream worker ready' (GET /health → 200); metrics at /metrics. "
+    "Stops cleanly on SIGTERM/SIGINT. Settings: PERSONA_* and PERSONA_STREAM_* (docs/stream_app.md)."
+)
 
 
 def stream(
@@ -33,14 +44,7 @@ def stream(
         Path | None, typer.Option(help="Faust data dir and model cache. [.cache/stream_app]")
     ] = None,
 ) -> None:
-    """Label survey responses with the champion persona model, continuously.
-
-    Consumes the survey-responses topic, validates each event (invalid ones go to the DLQ with
-    the reason), labels them in batches with the registry champion, writes labels to
-    persona-labels and PostgreSQL (persona_labels, once per event), and hot-swaps the model on
-    model-updates. One worker per process: start several on distinct --web-port to share the
-    partitions. Stops cleanly on SIGTERM/SIGINT. Settings: PERSONA_* and PERSONA_STREAM_*.
-    """
+    """Label survey responses with the champion persona model, continuously (see HELP)."""
     import logging
 
     from personas.log import setup_logging
@@ -66,4 +70,4 @@ def stream(
 
 def register(app: typer.Typer) -> None:
     """Add `persona stream` to the root CLI."""
-    app.command("stream")(stream)
+    app.command("stream", help=HELP)(stream)
