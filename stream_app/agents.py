@@ -73,7 +73,7 @@ def attach(app: faust.App, runtime: Runtime) -> None:
             if isinstance(exc, Stopping | asyncio.CancelledError):
                 log.info("stopping with a batch left uncommitted")
                 return
-            log.error("batch failed unexpectedly (%r); stopping the worker uncommitted", exc)
+            log.error("batch failed unexpectedly; stopping the worker uncommitted", exc_info=exc)
             runtime.stop_event.set()
             task = loop.create_task(app.crash(exc))
             ack_tasks.add(task)
