@@ -56,7 +56,7 @@ def attach(app: faust.App, runtime: Runtime) -> None:
     )
 
     @app.agent(topic, name="labeller")
-    async def labeller(stream_: faust.StreamT) -> None:
+    async def labeller(stream_: Any) -> None:
         loop = asyncio.get_running_loop()
         ack_tasks: set[asyncio.Task[None]] = set()
 
@@ -98,11 +98,11 @@ def attach(app: faust.App, runtime: Runtime) -> None:
                 log.warning("in-flight batch not durable at shutdown: left uncommitted")
             raise
 
-    @app.timer(5.0, name="consumer_lag")
+    @app.timer(5.0, name="consumer_lag")  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
         runtime.update_lag(app)
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **_: Any) -> None:
         assigned = sorted(
             tp.partition

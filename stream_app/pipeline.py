@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,7 +61,10 @@ class BatchProcessor:
         model = self.holder.current  # read once: the whole batch is labelled by this version
         out = label_batch(records, model)
         topics = self.settings.topics
-        batches = [(topics.labels, out.labels), (topics.dlq, out.dead_letters)]
+        batches: list[tuple[str, Sequence[tuple[bytes | None, bytes]]]] = [
+            (topics.labels, out.labels),
+            (topics.dlq, out.dead_letters),
+        ]
         for topic, messages in batches:
             self.output.produce(topic, messages)
         pg_retries = self.sink.retries

@@ -69,7 +69,7 @@ class Backoff:
         self.attempt = 0
 
     def next_delay(self) -> float:
-        return min(self.longest, self.first * (2**self.attempt))
+        return float(min(self.longest, self.first * 2.0**self.attempt))
 
     def wait(self) -> None:
         delay = self.next_delay()

@@ -177,7 +177,7 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
     attach(app, runtime)
     runtime.watcher.start()
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _on_shutdown(sender: Any, **_: Any) -> None:
         log.info("stopping: finishing the in-flight batch (grace %.0fs)", stream.shutdown_grace)
 
