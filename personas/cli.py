@@ -36,8 +36,22 @@ def build_app() -> typer.Typer:
     return app
 
 
+#: MLflow's client retries a dead server for about two minutes by default; a command should
+#: name it within seconds. Each can be overridden from the environment.
+MLFLOW_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+
+
 def main() -> None:
+    import os
+
     from personas.errors import PersonaError
+
+    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
     try:
         build_app()(standalone_mode=True)

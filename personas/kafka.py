@@ -80,7 +80,8 @@ def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    # log_level 0: a dead broker is reported once, by us, not by librdkafka every 50 ms.
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from personas.errors import ConfigError, ServiceUnavailable
-from personas.kafka import consumer_config
+from personas.kafka import check_kafka, consumer_config
 from personas.settings import Settings
 
 __all__ = ["TAIL_TOPICS", "TailMessage", "consume", "format_message", "resolve_topic"]
@@ -95,6 +95,7 @@ def consume(
         TopicPartition,
     )
 
+    check_kafka(settings)  # a dead broker is one line, before any consumer starts retrying
     consumer = Consumer(
         consumer_config(settings, None, **{"group.id": "persona-tail", "enable.auto.commit": False})
     )
