@@ -127,10 +127,15 @@ class LiveView:
                 update = ModelUpdated.model_validate_json(value)
                 with self._lock:
                     self.seen.updates.append(update)
-                self.console.print(
-                    f"[bold cyan]hot swap[/]: {update.model_name} @{update.alias} → v{update.version}"
-                    f" (was v{update.previous_version}, run {update.run_id})"
-                )
+                if update.previous_version is None:
+                    self.console.print(
+                        f"[cyan]champion[/]: {update.model_name} @{update.alias} is v{update.version}"
+                    )
+                else:
+                    self.console.print(
+                        f"[bold cyan]hot swap[/]: {update.model_name} @{update.alias} → "
+                        f"v{update.version} (was v{update.previous_version}, run {update.run_id})"
+                    )
         except ValidationError as exc:
             self.console.print(f"[red]unreadable message on {topic}: {exc.errors()[0]['msg']}[/]")
 
@@ -138,11 +143,13 @@ class LiveView:
         if isinstance(alert, TrainerAlert):
             self.console.print(f"[bold yellow]trainer {alert.kind}[/]: {alert.message}")
             return
-        failed = [t for t in alert.tests if t.failed]
+        failed = [t for t in alert.tests if t.failed and not t.name.startswith("evidently:")]
         detail = ", ".join(
             f"{t.name}" + (f" p={t.p_value:.1e}" if t.p_value is not None else "")
             for t in failed[:4]
         )
+        if alert.report_uri:
+            detail += f"  (report: {alert.report_uri.rsplit('/', 1)[-1]})"
         style = _STATUS_STYLE.get(alert.status, "white")
         self.console.print(
             f"window {alert.window_start:%Y-%m-%d} → {alert.window_end:%Y-%m-%d}  "
