@@ -1,7 +1,8 @@
 """The main job, step by step: months generated, the model bootstrapped on January, the three
 services started, the months replayed in event time, the story watched live, then summarised.
 
-Each step is a `persona …` command, exactly what a user could run by hand (README "By hand").
+Each step is a `persona …` command, exactly what a user could run by hand (README "The demo by
+hand").
 """
 
 from __future__ import annotations
