@@ -88,7 +88,12 @@ class PostgresService:
     def _run(self, argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
         if self.as_root:
             argv = ["runuser", "-u", "postgres", "--", *argv]
-        return subprocess.run(argv, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+        # A session of its own, like Kafka and MLflow: the postmaster must not share the caller's
+        # process group, or a SIGINT meant for the calling shell (Ctrl-C, a job runner cleaning
+        # up) becomes PostgreSQL's "fast shutdown" under the running stack.
+        return subprocess.run(  # type: ignore[call-overload]
+            argv, capture_output=True, text=True, check=False, start_new_session=True, **kw
+        )
 
     def pid(self) -> int | None:
         pid = read_pid(self.data / "postmaster.pid")

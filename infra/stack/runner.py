@@ -11,6 +11,7 @@ from infra.stack.layout import Layout, ServiceStatus
 from infra.stack.mlflow_server import MlflowService
 from infra.stack.postgres import PostgresService
 from personas import db
+from personas.errors import StackError
 from personas.kafka import ensure_topics
 from personas.settings import Settings
 
@@ -41,11 +42,15 @@ def services(settings: Settings) -> list[Service]:
 
 def up(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Start what is not running (idempotent), then create topics and apply migrations."""
+    started: list[Service] = []
     for service in services(settings):
+        _still_answering(started, settings)  # MLflow would wait minutes for a dead PostgreSQL
         t0 = time.monotonic()
         say(f"{service.name:<9} {service.address} … ")
         outcome = service.start()
         say(f"{service.name:<9} {outcome} ({time.monotonic() - t0:.1f} s)")
+        started.append(service)
+    _still_answering(started, settings)
     created = ensure_topics(settings)
     say(f"topics    {len(created)} created" + (f": {', '.join(created)}" if created else ""))
     applied = db.apply_migrations(settings)
@@ -53,6 +58,15 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
         f"schema    {settings.pg_schema}: "
         + (f"applied {', '.join(applied)}" if applied else "up to date")
     )
+
+
+def _still_answering(started: list[Service], settings: Settings) -> None:
+    for service in started:
+        if not service.status().answers:
+            log = Layout.from_settings(settings).log_file(service.name)
+            raise StackError(
+                f"{service.name} at {service.address} stopped answering after it started; see {log}"
+            )
 
 
 def down(settings: Settings, say: Callable[[str], None] = print) -> None:
