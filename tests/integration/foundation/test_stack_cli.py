@@ -60,3 +60,14 @@ def test_cli_mistake_is_one_line_not_a_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "nonsense" in out.stderr
+
+
+def test_stack_processes_do_not_share_the_callers_session(stack_settings: Settings):
+    """A Ctrl-C or a job runner's SIGINT to the caller must not reach the stack's processes."""
+    import os
+
+    from infra.stack import runner
+
+    for service in runner.status(stack_settings):
+        assert service.pid is not None
+        assert os.getsid(service.pid) != os.getsid(0), f"{service.name} shares our session"
