@@ -34,6 +34,7 @@ __all__ = [
     "DriftReport",
     "DriftTest",
     "Feature",
+    "FeatureFields",
     "ModelUpdated",
     "PersonaLabel",
     "RetrainCommand",
@@ -63,13 +64,12 @@ class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SurveyResponse(_Event):
-    """One participant's answers. Topic ``survey-responses``, key ``respondent_id``."""
+class FeatureFields(BaseModel):
+    """The ten survey features under the edge's rules (numbers only, finite, within ±FEATURE_LIMIT):
+    one declaration shared by the survey-responses event and the REST API's named records."""
 
-    schema_version: Literal[1] = 1
-    event_id: UUID = Field(description="Unique per event; the idempotency key downstream.")
-    respondent_id: str = Field(min_length=1, max_length=64, description="Kafka key.")
-    submitted_at: AwareDatetime = Field(description="Event time; also the Kafka timestamp.")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     x1: Feature
     x2: Feature
     x3: Feature
@@ -80,17 +80,30 @@ class SurveyResponse(_Event):
     x8: Feature
     x9: Feature
     x10: Feature
-    true_persona_id: int | None = Field(
-        None, ge=0, description="Ground truth, known only for synthetic data."
-    )
+
+    def features(self) -> tuple[float, ...]:
+        return tuple(getattr(self, name) for name in FEATURES)
+
+
+class _ResponseHeader(_Event):
+    schema_version: Literal[1] = 1
+    event_id: UUID = Field(description="Unique per event; the idempotency key downstream.")
+    respondent_id: str = Field(min_length=1, max_length=64, description="Kafka key.")
+    submitted_at: AwareDatetime = Field(description="Event time; also the Kafka timestamp.")
 
     @field_validator("submitted_at")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
         return value.astimezone(UTC)
 
-    def features(self) -> tuple[float, ...]:
-        return tuple(getattr(self, name) for name in FEATURES)
+
+# Bases in this order keep the field order of the contract: header, x1..x10, true_persona_id.
+class SurveyResponse(FeatureFields, _ResponseHeader):
+    """One participant's answers. Topic ``survey-responses``, key ``respondent_id``."""
+
+    true_persona_id: int | None = Field(
+        None, ge=0, description="Ground truth, known only for synthetic data."
+    )
 
 
 class PersonaLabel(_Event):

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from personas.catalogue import FEATURES
-from personas.schemas import FEATURE_LIMIT, Feature
+from personas.schemas import FEATURE_LIMIT, Feature, FeatureFields
 
 __all__ = [
     "ErrorDetail",
@@ -41,7 +41,7 @@ RecordId = Annotated[
 ]
 
 
-class NamedRecord(BaseModel):
+class NamedRecord(FeatureFields):
     """One participant with named features, the same names as on the survey-responses topic."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -49,16 +49,6 @@ class NamedRecord(BaseModel):
     id: RecordId | None = Field(
         None, validation_alias=AliasChoices("id", "customer_id", "respondent_id")
     )
-    x1: Feature
-    x2: Feature
-    x3: Feature
-    x4: Feature
-    x5: Feature
-    x6: Feature
-    x7: Feature
-    x8: Feature
-    x9: Feature
-    x10: Feature
 
 
 Vector = Annotated[
