@@ -11,7 +11,14 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from infra.stack.layout import Layout, ServiceStatus
-from infra.stack.process import log_tail, owned_pid, port_open, start_detached, stop_pid, wait_until
+from infra.stack.process import (
+    owned_pid,
+    pid_alive,
+    port_open,
+    start_detached,
+    stop_pid,
+    wait_until,
+)
 from personas.errors import StackError
 from personas.settings import Settings
 
@@ -63,14 +70,24 @@ class DetachedService(ABC):
                     f"{self.label}; stop it or set PERSONA_{port_field.upper()}"
                 )
         argv, env, log = self.prepare()
+        offset = log.stat().st_size if log.exists() else 0
         pid = start_detached(argv, log, self.layout.pid_file(self.name), env)
-        started = wait_until(lambda: self.answers() or self.pid() is None, self.start_timeout, 1.0)
-        if not started or self.pid() is None:
-            self.stop()
+        # Follow the process we started by its PID, not the PID file: a check that lost the file
+        # once left a running server behind that the next `up` mistook for its own.
+        answered = wait_until(lambda: self.answers() or not pid_alive(pid), self.start_timeout, 1.0)
+        if not (answered and pid_alive(pid)):
+            exited = not pid_alive(pid)
+            stop_pid(pid, self.label, timeout=self.stop_timeout)
+            self.layout.pid_file(self.name).unlink(missing_ok=True)
+            what = (
+                "exited during start"
+                if exited
+                else f"did not answer within {self.start_timeout:.0f} s"
+            )
             logs = {self.layout.log_file(self.name), log}
             raise StackError(
-                f"{self.label} did not start within {self.start_timeout:.0f} s (pid {pid}); "
-                f"see {' and '.join(str(p) for p in sorted(logs))}:\n{log_tail(log)}"
+                f"{self.label} {what} (pid {pid}); see "
+                f"{' and '.join(str(p) for p in sorted(logs))}:\n{_tail_since(log, offset)}"
             )
         return "started"
 
@@ -87,3 +104,14 @@ class DetachedService(ABC):
         return ServiceStatus(
             self.name, self.address, pid, pid is not None and self.answers(), self.detail()
         )
+
+
+def _tail_since(log: Path, offset: int, lines: int = 8) -> str:
+    """The last lines this start wrote (logs are appended across starts)."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing written)"

@@ -7,6 +7,7 @@ stranger's process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from personas.errors import StackError
 
 __all__ = [
     "cmdline",
+    "group_alive",
     "log_tail",
     "owned_pid",
     "pid_alive",
@@ -104,31 +106,51 @@ def start_detached(argv: list[str], log_file: Path, pid_file: Path, env: dict[st
     return proc.pid
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group is left (zombies awaiting their parent do not count)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
 def stop_pid(pid: int, name: str, timeout: float) -> None:
-    """SIGTERM the process group, wait, then SIGKILL; raises StackError if it survives."""
+    """SIGTERM the service's process group, wait for *every* member, then SIGKILL the rest.
+
+    Waiting for the leader alone is not enough: MLflow's uvicorn workers and job consumers outlived
+    their parent by minutes, kept the port, and answered the next `stack up` in its place.
+    """
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         return
-    target_group = pgid == pid
-    try:
-        if target_group:
-            os.killpg(pgid, signal.SIGTERM)
-        else:
+    if pgid != pid:  # not a group of its own: never signal a group we did not create
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        if not wait_until(lambda: not pid_alive(pid), timeout, 0.2):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if not wait_until(lambda: not pid_alive(pid), 10, 0.2):
+            raise StackError(f"{name} (pid {pid}) did not stop")
         return
-    if wait_until(lambda: not pid_alive(pid), timeout, 0.2):
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    if wait_until(lambda: not group_alive(pgid), timeout, 0.2):
         return
-    try:
-        if target_group:
-            os.killpg(pgid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    if not wait_until(lambda: not pid_alive(pid), 10, 0.2):
-        raise StackError(f"{name} (pid {pid}) did not stop")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    if not wait_until(lambda: not group_alive(pgid), 10, 0.2):
+        raise StackError(f"{name} (process group {pgid}) did not stop")
 
 
 def log_tail(log_file: Path, lines: int = 8) -> str:

@@ -12,7 +12,15 @@ import pytest
 
 from infra.stack.layout import Layout
 from infra.stack.mlflow_server import MlflowService
-from infra.stack.process import owned_pid, pid_alive, port_open, start_detached, stop_pid
+from infra.stack.process import (
+    group_alive,
+    owned_pid,
+    pid_alive,
+    port_open,
+    start_detached,
+    stop_pid,
+    wait_until,
+)
 from personas.errors import StackError
 from personas.settings import Settings
 
@@ -55,3 +63,34 @@ def test_port_taken_by_a_stranger_is_reported(tmp_path: Path):
         service = MlflowService(settings, Layout.from_settings(settings))
         with pytest.raises(StackError, match=f"port {port} .* is taken .*PERSONA_MLFLOW_PORT"):
             service.start()
+
+
+def test_stop_waits_for_the_whole_group_even_a_child_that_ignores_sigterm(tmp_path: Path):
+    """A leader that dies at once must not hide children that outlive it (MLflow's workers)."""
+    script = (
+        "import signal, subprocess, sys, time\n"
+        "subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)'])\n"
+        "time.sleep(60)\n"
+    )
+    pid = start_detached(
+        [sys.executable, "-c", script, "group-marker"],
+        tmp_path / "g.log",
+        tmp_path / "g.pid",
+        dict(os.environ),
+    )
+    assert wait_until(lambda: len(_members(pid)) == 2, 10, 0.1)
+    stop_pid(pid, "group", timeout=1)
+    assert not group_alive(pid)
+
+
+def _members(pgid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
