@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = ["build_app", "main"]
 
@@ -45,8 +49,19 @@ MLFLOW_CLIENT_DEFAULTS = {
 }
 
 
+def invalid_settings_line(exc: ValidationError) -> str:
+    """One line naming each bad setting, e.g. ``invalid StreamSettings: engine: Input should be…``."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "value"
+        parts.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+    return f"invalid {exc.title}: " + "; ".join(parts)
+
+
 def main() -> None:
     import os
+
+    from pydantic import ValidationError
 
     from personas.errors import PersonaError
 
@@ -58,6 +73,9 @@ def main() -> None:
     except PersonaError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(exc.exit_code)
+    except ValidationError as exc:  # a setting from the environment, .env or an option
+        typer.secho(f"error: {invalid_settings_line(exc)}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -1,4 +1,7 @@
-"""The labeller agent, its timers and web views, attached to a Faust app.
+"""The agent engine: the labeller as a Faust agent over ``Stream.noack_take``, and its lag timer.
+
+Kept beside the default batch engine (``ingest.py``) for deployments that want Faust's own stream
+machinery; it is about a third as fast (docs/benchmarks/stream_app.md).
 
 Commit semantics (read from faust-streaming 0.15.3, ``faust/streams.py``): ``Stream.take`` acks a
 batch's events in a ``finally`` when the generator resumes, so an exception or a cancellation in the
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
     from stream_app.worker import Runtime
 
-__all__ = ["attach"]
+__all__ = ["attach_agent"]
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ def _record(message: Any) -> RawRecord:
     )
 
 
-def attach(app: faust.App, runtime: Runtime) -> None:
-    """Register the agent, the lag timer, the readiness signal and /health, /metrics."""
+def attach_agent(app: faust.App, runtime: Runtime) -> None:
+    """Register the agent, the lag timer and the readiness signal."""
     settings, stream = runtime.settings, runtime.stream
     topic = app.topic(
         settings.topics.responses,
@@ -112,15 +115,6 @@ def attach(app: faust.App, runtime: Runtime) -> None:
         runtime.assigned = assigned
         runtime.rebalanced = True
         runtime.log_ready()
-
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        state = runtime.health()
-        return web.json(state, status=200 if state["ready"] else 503)
-
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(runtime.metrics.render(), content_type="text/plain; version=0.0.4")
 
 
 async def _ack(stream_: Any, events: list[Any]) -> None:

@@ -21,9 +21,21 @@ __all__ = ["build_app"]
 
 def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
     import faust
+    from faust.app.base import BootStrategy
+
+    app_class: type[faust.App] = faust.App
+    if stream.engine == "batch":
+
+        class NoKafka(BootStrategy):
+            """The batch engine consumes and produces with confluent-kafka itself; Faust's own
+            consumer would join the labellers' group with a protocol of its own."""
+
+            enable_kafka = False
+
+        app_class = type("PersonaStreamApp", (faust.App,), {"BootStrategy": NoKafka})
 
     state_dir = stream.resolved_state_dir(settings)
-    return faust.App(
+    return app_class(
         stream.resolved_app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
         datadir=str(state_dir / "faust"),

@@ -36,6 +36,12 @@ def stream(
         float | None,
         typer.Option(help="Seconds to wait for a batch to fill before labelling it. [0.005]"),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="batch (confluent-kafka consume loop in the Faust worker) or agent (a Faust agent). [batch]"
+        ),
+    ] = None,
     app_id: Annotated[
         str | None,
         typer.Option(help="Faust app id / consumer group (workers of one group share input)."),
@@ -56,6 +62,7 @@ def stream(
         "web_port": web_port,
         "log_level": log_level.upper() if log_level else None,
         "max_batch": batch_size,
+        "engine": engine.lower() if engine else None,
         "batch_timeout": batch_timeout,
         "app_id": app_id,
         "state_dir": state_dir,

@@ -20,7 +20,7 @@ from personas.model import CentroidModel
 from personas.schemas import MAX_EVENT_BYTES, SurveyResponse, parse_survey_response, utc_now
 from stream_app.dlq import dead_letter
 
-__all__ = ["LABEL_COLUMNS", "BatchOutput", "RawRecord", "label_batch", "parse"]
+__all__ = ["LABEL_COLUMNS", "BatchOutput", "RawRecord", "label_batch", "next_offsets", "parse"]
 
 #: Columns of persona_labels in the order rows are built (and COPYed).
 LABEL_COLUMNS: tuple[str, ...] = (
@@ -48,6 +48,16 @@ class RawRecord:
     partition: int
     offset: int
     timestamp_ms: int | None = None
+
+
+def next_offsets(records: list[RawRecord]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset to commit once these records are durable (last offset + 1)."""
+    offsets: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        if record.offset + 1 > offsets.get(key, -1):
+            offsets[key] = record.offset + 1
+    return offsets
 
 
 @dataclass

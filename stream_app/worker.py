@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from personas.settings import Settings
-from stream_app.labelling import RawRecord
+from stream_app.labelling import RawRecord, next_offsets
 from stream_app.metrics import StreamMetrics
 from stream_app.output import KafkaOutput
 from stream_app.pipeline import BatchProcessor
@@ -65,11 +65,8 @@ class Runtime:
             )
 
     def note_done(self, records: list[RawRecord]) -> None:
-        offsets = self.next_offsets
-        for record in records:
-            key = (record.topic, record.partition)
-            if record.offset + 1 > offsets.get(key, -1):
-                offsets[key] = record.offset + 1
+        """Batches become durable in order, so the newest batch's offsets are the highest."""
+        self.next_offsets.update(next_offsets(records))
 
     def update_lag(self, app: Any) -> None:
         try:
@@ -93,6 +90,7 @@ class Runtime:
         return {
             "ready": self.ready,
             "app_id": self.app_id,
+            "engine": self.stream.engine,
             "partitions": self.assigned,
             "model_version": model.version,
             "model_source": self.model_source,
@@ -167,19 +165,26 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
         os.environ.setdefault(name, value)
 
     from personas.kafka import check_kafka
-    from stream_app.agents import attach
+    from stream_app.agents import attach_agent
     from stream_app.app import build_app
+    from stream_app.ingest import attach_ingest
+    from stream_app.web import attach_web
 
     check_kafka(settings)
     _migrate(settings)
     runtime = build_runtime(settings, stream)
     app = build_app(settings, stream)
-    attach(app, runtime)
-    runtime.watcher.start()
+    attach_web(app, runtime)
+    if stream.engine == "batch":
+        attach_ingest(app, runtime)
+    else:
+        attach_agent(app, runtime)
 
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def _on_shutdown(sender: Any, **_: Any) -> None:
-        log.info("stopping: finishing the in-flight batch (grace %.0fs)", stream.shutdown_grace)
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def _on_shutdown(sender: Any, **_: Any) -> None:
+            log.info("stopping: finishing the in-flight batch (grace %.0fs)", stream.shutdown_grace)
+
+    runtime.watcher.start()
 
     # Everything loaded so far (faust, mlflow, pydantic schemas…) lives for the whole process:
     # move it out of the collector's reach so full collections don't pause the stream for tens

@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 from stream_helpers import (
     Worker,
     make_events,
+    metric,
     pg_count,
     produce_events,
     read_topic,
@@ -72,29 +74,38 @@ def test_sigkill_while_postgres_blocks_commits_nothing_unwritten(
     assert ids == {e["event_id"] for e in first + second}
 
 
+def _trickle(settings: Settings, events: list[dict[str, object]]) -> threading.Thread:
+    """Produce the events 250 at a time, 10 times a second, from a thread."""
+
+    def run() -> None:
+        for start in range(0, len(events), 250):
+            produce_events(settings, events[start : start + 250])
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("engine", ["batch", "agent"])
 def test_sigkill_at_random_points_under_load_loses_nothing(
     isolated_settings: Settings,
     workers: Callable[..., Worker],
     vendor_model: CentroidModel,
+    engine: str,
 ) -> None:
     """Events trickle in while the worker is killed twice and restarted: each row exactly once."""
     s = isolated_settings
     events = make_events(vendor_model, 5000, seed=3)
-    worker = workers("--batch-size", "100", "--batch-timeout", "0.01")
+    args = ("--engine", engine, "--batch-size", "100", "--batch-timeout", "0.01")
+    worker = workers(*args)
     worker.wait_ready()
-
-    def trickle() -> None:
-        for start in range(0, len(events), 250):
-            produce_events(s, events[start : start + 250])
-            time.sleep(0.1)
-
-    producer = threading.Thread(target=trickle)
-    producer.start()
+    producer = _trickle(s, events)
     for _ in range(2):
         wait_for(lambda: pg_count(s)[0] > 0, 60, "some rows")
         time.sleep(0.7)
         worker.stop(signal.SIGKILL)
-        worker = workers("--batch-size", "100", "--batch-timeout", "0.01")
+        worker = workers(*args)
         worker.wait_ready()
     producer.join()
     wait_for(lambda: pg_count(s)[0] >= len(events), 90, "all rows after two kills")
@@ -102,3 +113,34 @@ def test_sigkill_at_random_points_under_load_loses_nothing(
     assert pg_count(s) == (len(events), len(events))
     labels = read_topic(s, s.topics.labels, expect=len(events), idle=2.0)
     assert {json.loads(m.value())["event_id"] for m in labels} == {e["event_id"] for e in events}
+
+
+def test_sigterm_mid_stream_commits_exactly_what_is_durable(
+    isolated_settings: Settings,
+    workers: Callable[..., Worker],
+    vendor_model: CentroidModel,
+) -> None:
+    """A graceful stop finishes the batch in hand and commits it: a successor repeats nothing."""
+    s = isolated_settings
+    events = make_events(vendor_model, 5000, seed=4)
+    args = ("--batch-size", "100", "--batch-timeout", "0.01")
+    worker = workers(*args)
+    group = worker.wait_ready()["app_id"]
+    producer = _trickle(s, events)
+    wait_for(lambda: pg_count(s)[0] > 500, 60, "some rows")
+    assert worker.stop(signal.SIGTERM) == 0
+    output = worker.output()
+    assert "finishing the in-flight batch" in output and "left uncommitted" not in output
+    rows, distinct = pg_count(s)
+    assert rows == distinct and 0 < rows < len(events)
+    assert _committed(s, group) == rows  # every durable event committed, nothing beyond
+
+    producer.join()
+    successor = workers(*args)
+    successor.wait_ready()
+    wait_for(lambda: pg_count(s)[0] >= len(events), 90, "all rows after the restart")
+    time.sleep(1.0)
+    assert pg_count(s) == (len(events), len(events))
+    text = successor.metrics()
+    assert metric(text, "persona_stream_rows_inserted_total") == len(events) - rows
+    assert metric(text, "persona_stream_rows_duplicate_total") == 0

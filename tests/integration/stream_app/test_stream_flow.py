@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 from stream_helpers import (
     Worker,
     make_events,
@@ -34,10 +35,12 @@ def _brute_force(model: CentroidModel, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.persona_ids)[distances.argmin(axis=1)]
 
 
+@pytest.mark.parametrize("engine", ["batch", "agent"])
 def test_generated_stream_is_labelled_once_in_postgres_and_on_kafka(
     isolated_settings: Settings,
     workers: Callable[..., Worker],
     vendor_model: CentroidModel,
+    engine: str,
 ) -> None:
     s = isolated_settings
     # A registered champion that differs from the vendor centroids, so the labels prove which
@@ -46,8 +49,9 @@ def test_generated_stream_is_labelled_once_in_postgres_and_on_kafka(
         {**vendor_model.to_dict(), "centroids": (vendor_model.centroids + 1.5).tolist()}
     )
     version = register_version(s, shifted.to_dict())
-    worker = workers("--batch-size", "500")
+    worker = workers("--engine", engine, "--batch-size", "500")
     state = worker.wait_ready()
+    assert state["engine"] == engine
     assert state["model_version"] == version and state["partitions"] == [0, 1, 2, 3]
     assert "registry" in state["model_source"]
 

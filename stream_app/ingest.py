@@ -1,0 +1,278 @@
+"""The batch engine's consume loop: librdkafka fetches, one thread labels and commits, batch by batch.
+
+Why it exists beside the Faust agent: faust-streaming 0.15.3 hands every message through its own
+asyncio machinery (``Consumer._drain_messages`` → conductor → channel → stream: about four tasks
+per message). Measured on our 2-core machines, a Faust agent that does *nothing* drains only a
+quarter of what a bare confluent-kafka loop labels (docs/benchmarks/stream_app.md), so no agent can
+reach the throughput target. Here librdkafka fetches and decompresses in C threads, ``consume``
+returns up to ``max_batch`` records in one call, and the per-event Python work is only ours.
+
+Commit semantics, simpler than the agent's: one batch at a time on this thread —
+``consume`` → ``BatchProcessor.process`` (returns only when labels and dead letters are acknowledged
+by Kafka and the rows are committed in PostgreSQL) → remember the next offsets → commit them (async,
+at most every ``commit_interval``; synchronously when partitions are revoked and at shutdown).
+Nothing is committed that is not durable. Rebalance callbacks run inside ``consume``, i.e. between
+batches, so a revoked partition never has a batch in flight. A crash re-delivers at most the
+batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from stream_app.labelling import RawRecord, next_offsets
+from stream_app.sink import Stopping
+
+if TYPE_CHECKING:
+    import faust
+
+    from stream_app.worker import Runtime
+
+__all__ = ["BatchIngest", "attach_ingest"]
+
+log = logging.getLogger(__name__)
+
+OnFatal = Callable[[BaseException], None]
+ConsumerFactory = Callable[[dict[str, Any]], Any]
+
+#: How often the consumer-lag gauge is refreshed from librdkafka's cached high watermarks.
+LAG_EVERY_SECONDS = 5.0
+
+
+def _default_consumer(config: dict[str, Any]) -> Any:
+    from confluent_kafka import Consumer
+
+    return Consumer(config)
+
+
+class BatchIngest(threading.Thread):
+    """Consume, label, make durable, commit — until asked to stop or the worker stops."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        on_fatal: OnFatal,
+        *,
+        consumer_factory: ConsumerFactory = _default_consumer,
+    ) -> None:
+        super().__init__(name="batch-ingest", daemon=True)
+        self.runtime = runtime
+        self.on_fatal = on_fatal
+        self._consumer_factory = consumer_factory
+        self._leave = threading.Event()  # finish the current batch, commit, leave the group
+        self._done: dict[tuple[str, int], int] = {}  # durable, not yet committed
+        self._committed: dict[tuple[str, int], int] = {}
+        self._last_commit = 0.0
+        self._last_lag = 0.0
+        self._consumer: Any = None
+        self.clean_exit = False
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        """Stop after the batch being written (if any) is durable and committed."""
+        self._leave.set()
+
+    def _running(self) -> bool:
+        return not (self._leave.is_set() or self.runtime.stop_event.is_set())
+
+    # ------------------------------------------------------------------ consumer
+
+    def consumer_settings(self) -> dict[str, Any]:
+        from personas.kafka import consumer_config
+
+        stream = self.runtime.stream
+        session_ms = int(stream.session_timeout * 1000)
+        return consumer_config(
+            self.runtime.settings,
+            self.runtime.app_id,
+            **{
+                "enable.auto.commit": False,
+                "session.timeout.ms": session_ms,
+                "heartbeat.interval.ms": min(3000, session_ms // 3),
+                # Bounded by how long one batch may take to become durable (PostgreSQL outages
+                # are waited out inside process(); beyond this the group hands the partitions on).
+                "max.poll.interval.ms": 600_000,
+                "client.id": f"{self.runtime.app_id}-{stream.web_port}",
+                "on_commit": self._on_commit,
+            },
+        )
+
+    def _on_commit(self, err: Any, partitions: Any) -> None:
+        if err is not None:
+            log.warning(
+                "offset commit failed (%s); the events will be re-delivered if we stop", err
+            )
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        runtime = self.runtime
+        runtime.assigned = sorted(tp.partition for tp in partitions)
+        runtime.rebalanced = True
+        runtime.log_ready()
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._commit(consumer, only=revoked, asynchronous=False)
+        for key in revoked:
+            self._done.pop(key, None)
+            self._committed.pop(key, None)
+        self.runtime.assigned = []
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        log.warning(
+            "lost partitions %s (session expired); uncommitted work is re-delivered",
+            [tp.partition for tp in partitions],
+        )
+        for tp in partitions:
+            self._done.pop((tp.topic, tp.partition), None)
+        self.runtime.assigned = []
+
+    def _commit(
+        self, consumer: Any, *, only: set[tuple[str, int]] | None = None, asynchronous: bool
+    ) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        pending = {
+            key: offset
+            for key, offset in self._done.items()
+            if self._committed.get(key) != offset and (only is None or key in only)
+        }
+        if not pending:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=asynchronous)
+        except KafkaException as exc:
+            log.warning("offset commit failed (%s); the events will be re-delivered", exc)
+            return
+        self._committed.update(pending)
+        self._last_commit = time.monotonic()
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        try:
+            self._loop()
+            self.clean_exit = True
+        except Stopping:
+            log.info("stopping with a batch left uncommitted")
+        except BaseException as exc:  # our bug or a fatal Kafka error: crash, commit nothing more
+            log.error("batch failed unexpectedly; stopping the worker uncommitted", exc_info=exc)
+            self.runtime.stop_event.set()
+            self.on_fatal(exc)
+        finally:
+            consumer, self._consumer = self._consumer, None
+            if consumer is not None:
+                try:
+                    consumer.close()  # leave the group now: the others take over at once
+                except Exception as exc:  # pragma: no cover - best effort on the way out
+                    log.warning("closing the consumer: %s", exc)
+
+    def _loop(self) -> None:
+        runtime = self.runtime
+        stream = runtime.stream
+        consumer = self._consumer_factory(self.consumer_settings())
+        self._consumer = consumer
+        consumer.subscribe(
+            [runtime.settings.topics.responses],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        process = runtime.processor.process
+        max_batch, timeout = stream.max_batch, stream.batch_timeout
+        while self._running():
+            messages = consumer.consume(max_batch, timeout)
+            records = self._records(messages)
+            if records:
+                process(records)  # durable on return (raises Stopping if told to stop first)
+                done = next_offsets(records)
+                self._done.update(done)
+                runtime.next_offsets.update(done)
+            now = time.monotonic()
+            if now - self._last_commit >= stream.commit_interval:
+                self._commit(consumer, asynchronous=True)
+            if now - self._last_lag >= LAG_EVERY_SECONDS:
+                self._last_lag = now
+                self._update_lag(consumer)
+        self._commit(consumer, asynchronous=False)
+
+    def _records(self, messages: list[Any]) -> list[RawRecord]:
+        records: list[RawRecord] = []
+        append = records.append
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    from confluent_kafka import KafkaException
+
+                    raise KafkaException(err)
+                log.warning("consumer: %s", err)
+                continue
+            kind, stamp = m.timestamp()
+            append(
+                RawRecord(
+                    m.key(),
+                    m.value(),
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    stamp if kind else None,
+                )
+            )
+        return records
+
+    def _update_lag(self, consumer: Any) -> None:
+        gauge = self.runtime.metrics.consumer_lag
+        try:
+            assignment = consumer.assignment()
+        except Exception:
+            return
+        for tp in assignment:
+            done = self._done.get((tp.topic, tp.partition))
+            if done is None:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+            except Exception:
+                continue
+            if high is not None and high >= 0:
+                gauge.labels(partition=str(tp.partition)).set(max(0, high - done))
+
+
+def attach_ingest(app: faust.App, runtime: Runtime) -> BatchIngest:
+    """Run the consume loop inside the Faust worker: started with the app, stopped gracefully.
+
+    Faust keeps what it is good at here — the worker's lifecycle and signal handling, the web
+    endpoint, timers — while the events bypass its per-message dispatch.
+    """
+    import asyncio
+
+    def on_fatal(exc: BaseException) -> None:
+        loop = app.loop
+        loop.call_soon_threadsafe(lambda: loop.create_task(app.crash(exc)))
+
+    ingest = BatchIngest(runtime, on_fatal)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def start_ingest() -> None:
+        ingest.start()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def stop_ingest(sender: Any, **_: Any) -> None:
+        if not ingest.is_alive():
+            return
+        grace = runtime.stream.shutdown_grace
+        log.info("stopping: finishing the in-flight batch (grace %.0fs)", grace)
+        ingest.request_stop()
+        await asyncio.to_thread(ingest.join, grace)
+        if ingest.is_alive():
+            runtime.stop_event.set()  # interrupts the sink/producer retry loops
+            log.warning("in-flight batch not durable at shutdown: left uncommitted")
+            await asyncio.to_thread(ingest.join, 10.0)
+
+    return ingest

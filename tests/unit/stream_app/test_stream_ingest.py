@@ -1,0 +1,198 @@
+"""BatchIngest (the batch engine's loop) against a scripted consumer: offsets follow durability."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from personas.settings import Settings, TopicNames
+from stream_app.ingest import BatchIngest
+from stream_app.labelling import RawRecord
+from stream_app.metrics import StreamMetrics
+from stream_app.settings import StreamSettings
+from stream_app.sink import Stopping
+
+
+class Err:
+    def __init__(self, fatal: bool) -> None:
+        self._fatal = fatal
+
+    def fatal(self) -> bool:
+        return self._fatal
+
+    def __str__(self) -> str:
+        return "fatal broker error" if self._fatal else "transient broker error"
+
+
+class Msg:
+    def __init__(self, partition: int, offset: int, error: Err | None = None) -> None:
+        self._partition, self._offset, self._error = partition, offset, error
+
+    def error(self) -> Err | None:
+        return self._error
+
+    def key(self) -> bytes:
+        return b"k"
+
+    def value(self) -> bytes:
+        return b"{}"
+
+    def topic(self) -> str:
+        return "in"
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000)
+
+
+class ScriptedConsumer:
+    """Hands out the scripted batches, then asks the loop to stop; records commits."""
+
+    def __init__(self, batches: list[list[Msg]], ingest: Any = None, revoke_after: int = -1):
+        self.batches = list(batches)
+        self.ingest = ingest
+        self.revoke_after = revoke_after
+        self.commits: list[tuple[dict[tuple[str, int], int], bool]] = []
+        self.closed = False
+        self.callbacks: dict[str, Any] = {}
+        self.calls = 0
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.callbacks = callbacks
+        callbacks["on_assign"](self, [SimpleNamespace(topic="in", partition=p) for p in (0, 1)])
+
+    def consume(self, n: int, timeout: float) -> list[Msg]:
+        self.calls += 1
+        if self.calls - 1 == self.revoke_after:
+            self.callbacks["on_revoke"](self, [SimpleNamespace(topic="in", partition=0)])
+        if not self.batches:
+            self.ingest.request_stop()
+            return []
+        return self.batches.pop(0)
+
+    def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
+        self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+
+    def assignment(self) -> list[Any]:
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingProcessor:
+    def __init__(self, fail_on: int = -1, error: BaseException | None = None) -> None:
+        self.batches: list[list[RawRecord]] = []
+        self.fail_on, self.error = fail_on, error
+        self.commits_seen_before: list[int] = []
+        self.consumer: ScriptedConsumer | None = None
+
+    def process(self, records: list[RawRecord]) -> None:
+        assert self.consumer is not None
+        self.commits_seen_before.append(len(self.consumer.commits))
+        if len(self.batches) == self.fail_on:
+            assert self.error is not None
+            raise self.error
+        self.batches.append(records)
+
+
+def _run(
+    batches: list[list[Msg]],
+    processor: RecordingProcessor,
+    revoke_after: int = -1,
+    commit_interval: float = 0.0001,
+) -> tuple[BatchIngest, ScriptedConsumer, Any, list[BaseException]]:
+    runtime: Any = SimpleNamespace(
+        settings=Settings(topics=TopicNames(responses="in", labels="out", dlq="in.dlq")),
+        stream=StreamSettings(commit_interval=commit_interval),
+        processor=processor,
+        stop_event=threading.Event(),
+        metrics=StreamMetrics(),
+        app_id="g",
+        assigned=[],
+        rebalanced=False,
+        next_offsets={},
+        log_ready=lambda: None,
+    )
+    fatal: list[BaseException] = []
+    holder: dict[str, ScriptedConsumer] = {}
+
+    def factory(config: dict[str, Any]) -> ScriptedConsumer:
+        assert config["group.id"] == "g" and config["enable.auto.commit"] is False
+        consumer = ScriptedConsumer(batches, ingest, revoke_after)
+        processor.consumer = consumer
+        holder["c"] = consumer
+        return consumer
+
+    ingest = BatchIngest(runtime, fatal.append, consumer_factory=factory)
+    ingest.start()
+    ingest.join(10)
+    assert not ingest.is_alive()
+    return ingest, holder["c"], runtime, fatal
+
+
+def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
+    processor = RecordingProcessor()
+    ingest, consumer, runtime, fatal = _run(
+        [[Msg(0, 0), Msg(1, 5), Msg(0, 1)], [Msg(1, 6), Msg(0, 2)]], processor
+    )
+    assert ingest.clean_exit and not fatal and consumer.closed
+    assert [len(b) for b in processor.batches] == [3, 2]
+    # Nothing was committed before the first batch was durable, one commit after it.
+    assert processor.commits_seen_before == [0, 1]
+    assert consumer.commits[0] == ({("in", 0): 2, ("in", 1): 6}, True)
+    # The second is async too, or (if the interval had not yet passed) the sync one at shutdown.
+    assert consumer.commits[1][0] == {("in", 0): 3, ("in", 1): 7}
+    assert len(consumer.commits) == 2
+    assert runtime.next_offsets == {("in", 0): 3, ("in", 1): 7}
+    assert runtime.rebalanced and runtime.assigned == [0, 1]
+
+
+def test_a_batch_interrupted_by_stopping_is_never_committed() -> None:
+    processor = RecordingProcessor(fail_on=1, error=Stopping("stopping"))
+    ingest, consumer, runtime, fatal = _run([[Msg(0, 0)], [Msg(0, 1), Msg(0, 2)]], processor)
+    assert not ingest.clean_exit and not fatal and consumer.closed
+    assert [offsets for offsets, _ in consumer.commits] == [{("in", 0): 1}]
+    assert runtime.next_offsets == {("in", 0): 1}
+
+
+def test_our_own_bug_crashes_the_worker_uncommitted() -> None:
+    processor = RecordingProcessor(fail_on=0, error=RuntimeError("bug"))
+    ingest, consumer, runtime, fatal = _run([[Msg(0, 0)]], processor)
+    assert consumer.commits == [] and consumer.closed and not ingest.clean_exit
+    assert [str(e) for e in fatal] == ["bug"] and runtime.stop_event.is_set()
+
+
+def test_revoked_partitions_are_committed_synchronously_first() -> None:
+    processor = RecordingProcessor()
+    ingest, consumer, runtime, fatal = _run(
+        [[Msg(0, 0)], [Msg(0, 1), Msg(1, 0)]], processor, revoke_after=2, commit_interval=60
+    )
+    assert ingest.clean_exit and not fatal and runtime.assigned == []
+    assert consumer.commits == [
+        ({("in", 0): 1}, True),  # the first batch (the interval had long passed)
+        ({("in", 0): 2}, False),  # partition 0 revoked before the next consume: sync, now
+        ({("in", 1): 1}, False),  # what is left, at shutdown
+    ]
+
+
+@pytest.mark.parametrize("fatal_error", [True, False])
+def test_consumer_errors(fatal_error: bool) -> None:
+    processor = RecordingProcessor()
+    batches = [[Msg(0, 0), Msg(0, -1, Err(fatal_error)), Msg(0, 1)]]
+    ingest, consumer, runtime, fatal = _run(batches, processor)
+    assert ingest.clean_exit is not fatal_error
+    assert runtime.stop_event.is_set() is fatal_error
+    if fatal_error:
+        assert fatal and processor.batches == [] and consumer.commits == []
+    else:  # a transient error is logged and skipped; the records around it are processed
+        assert not fatal and [r.offset for r in processor.batches[0]] == [0, 1]
+        assert consumer.commits[0] == ({("in", 0): 2}, True)
