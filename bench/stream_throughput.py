@@ -1,13 +1,17 @@
-"""End-to-end throughput and latency of one Faust stream worker vs a bare confluent-kafka loop.
+"""End-to-end throughput and latency of the stream worker vs a bare confluent-kafka loop.
 
     .venv/bin/python bench/stream_throughput.py [--events N] [--rate 2000] [--seconds 10]
+                                                [--engines batch,agent] [--workers 1]
 
-Both systems under test run as their own process, read the same payloads from a topic of their
-own and write PersonaLabel JSON with the same labelling code (``stream_app.labelling``):
+Every system under test runs as its own process, reads the same payloads from a topic of its
+own and writes PersonaLabel JSON with the same labelling code (``stream_app.labelling``):
 
 * **baseline**: a bare confluent-kafka consume → label → produce loop (no PostgreSQL, no commit
   wait): our practical ceiling;
-* **faust**: ``persona stream`` as users run it (also writes PostgreSQL and waits for acks).
+* **passthrough**: a Faust agent with the worker's batching and acks that only copies bytes: what
+  Faust's per-message dispatch alone allows;
+* **batch** / **agent**: ``persona stream --engine …`` as users run it (validation, labels, DLQ,
+  PostgreSQL COPY + ON CONFLICT, waits for broker acks before committing).
 
 Two phases per system, measured by this harness (its own producer and consumer):
 1. *replay*: N pre-generated events produced as fast as possible; events/s = N / (time of the
@@ -331,6 +335,11 @@ def main() -> None:
     parser.add_argument(
         "--skip-passthrough", action="store_true", help="do not measure the Faust pass-through"
     )
+    parser.add_argument(
+        "--engines",
+        default="batch,agent",
+        help="comma-separated engines of `persona stream` to measure (batch, agent)",
+    )
     args = parser.parse_args()
     base = Settings()
     if args.passthrough:
@@ -342,47 +351,47 @@ def main() -> None:
         run_baseline(base, args.baseline[0], args.baseline[1], args.batch, args.batch_timeout)
         return
 
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = sorted(set(engines) - {"batch", "agent"})
+    if unknown:
+        raise SystemExit(f"error: unknown engine(s) {unknown}: choose from batch, agent")
     tag = uuid.uuid4().hex[:8]
-    topics = TopicNames(
-        responses=f"bench-in-{tag}",
-        labels=f"bench-labels-{tag}",
-        dlq=f"bench-in-{tag}.dlq",
-        alerts=f"bench-alerts-{tag}",
-        retrain=f"bench-retrain-{tag}",
-        model_updates=f"bench-mu-{tag}",
-    )
-    settings = base.model_copy(
-        update={"topics": topics, "pg_schema": f"bench_{tag}", "model_name": f"bench-{tag}"}
-    )
+    worker_settings = {engine: _engine_settings(base, tag, engine) for engine in engines}
     base_in, base_out = f"bench-base-in-{tag}", f"bench-base-out-{tag}"
     pass_in, pass_out = f"bench-pass-in-{tag}", f"bench-pass-out-{tag}"
     specs = [
-        TopicSpec(topics.responses, PARTITIONS),
-        TopicSpec(topics.labels, PARTITIONS),
-        TopicSpec(topics.dlq, 1),
-        TopicSpec(topics.model_updates, 1, {"cleanup.policy": "compact"}),
         TopicSpec(base_in, PARTITIONS),
         TopicSpec(base_out, PARTITIONS),
         TopicSpec(pass_in, PARTITIONS),
         TopicSpec(pass_out, PARTITIONS),
     ]
-    ensure_topics(settings, specs)
-    db.apply_migrations(settings)
+    for settings in worker_settings.values():
+        topics = settings.topics
+        specs += [
+            TopicSpec(topics.responses, PARTITIONS),
+            TopicSpec(topics.labels, PARTITIONS),
+            TopicSpec(topics.dlq, 1),
+            TopicSpec(topics.model_updates, 1, {"cleanup.policy": "compact"}),
+        ]
+    ensure_topics(base, specs)
+    for settings in worker_settings.values():
+        db.apply_migrations(settings)
     print(f"generating {args.events:,} events ...", flush=True)
     messages = payloads(args.events)
     state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-stream-{tag}"
     python = sys.executable
     results: dict[str, dict[str, float]] = {}
+    expected = args.events + int(args.rate * args.seconds)
     try:
 
-        def start_baseline() -> subprocess.Popen[bytes]:
+        def start_helper(flag: str, source: str, sink: str) -> subprocess.Popen[bytes]:
             proc = subprocess.Popen(
                 [
                     python,
                     __file__,
-                    "--baseline",
-                    base_in,
-                    base_out,
+                    flag,
+                    source,
+                    sink,
                     "--batch",
                     str(args.batch),
                     "--batch-timeout",
@@ -394,43 +403,29 @@ def main() -> None:
             _wait_line(proc, b"READY", 60)
             return proc
 
-        def start_passthrough() -> subprocess.Popen[bytes]:
-            proc = subprocess.Popen(
-                [
-                    python,
-                    __file__,
-                    "--passthrough",
-                    pass_in,
-                    pass_out,
-                    "--batch",
-                    str(args.batch),
-                    "--batch-timeout",
-                    str(args.batch_timeout),
-                ],
-                stdout=subprocess.PIPE,
-                cwd=REPO,
-            )
-            _wait_line(proc, b"READY", 60)
-            return proc
-
-        def start_faust_workers() -> list[subprocess.Popen[bytes]]:
-            procs = [start_faust(i) for i in range(args.workers)]
+        def start_workers(engine: str) -> list[subprocess.Popen[bytes]]:
+            procs = [start_worker(engine, i) for i in range(args.workers)]
             if len(procs) > 1:
                 time.sleep(5)  # let the group settle on its final assignment
             return procs
 
-        def start_faust(index: int = 0) -> subprocess.Popen[bytes]:
+        def start_worker(engine: str, index: int) -> subprocess.Popen[bytes]:
+            settings = worker_settings[engine]
             env = dict(os.environ)
-            env.update({f"PERSONA_TOPIC_{k.upper()}": v for k, v in topics.model_dump().items()})
+            env.update(
+                {f"PERSONA_TOPIC_{k.upper()}": v for k, v in settings.topics.model_dump().items()}
+            )
             env.update(
                 PERSONA_PG_SCHEMA=settings.pg_schema,
                 PERSONA_MODEL_NAME=settings.model_name,
-                PERSONA_STREAM_STATE_DIR=str(state / f"worker{index}"),
+                PERSONA_STREAM_STATE_DIR=str(state / f"{engine}{index}"),
             )
             proc = subprocess.Popen(
                 [
                     str(Path(python).with_name("persona")),
                     "stream",
+                    "--engine",
+                    engine,
                     "--web-port",
                     str(_free_port()),
                     "--batch-size",
@@ -449,10 +444,10 @@ def main() -> None:
         print("baseline: bare confluent-kafka consume -> label -> produce ...", flush=True)
         results["baseline"] = measure(
             "baseline",
-            settings,
+            base,
             base_in,
             base_out,
-            start_baseline,
+            lambda: start_helper("--baseline", base_in, base_out),
             messages,
             args.rate,
             args.seconds,
@@ -462,58 +457,83 @@ def main() -> None:
             print("faust pass-through: noack_take -> copy bytes -> ack (no label, no PG) ...")
             results["passthrough"] = measure(
                 "passthrough",
-                settings,
+                base,
                 pass_in,
                 pass_out,
-                start_passthrough,
+                lambda: start_helper("--passthrough", pass_in, pass_out),
                 messages,
                 args.rate,
                 args.seconds,
             )
             print(json.dumps(results["passthrough"]), flush=True)
-        print("faust: persona stream worker (labels + PostgreSQL + DLQ) ...", flush=True)
-        results["faust"] = measure(
-            "faust",
-            settings,
-            topics.responses,
-            topics.labels,
-            start_faust_workers,
-            messages,
-            args.rate,
-            args.seconds,
-        )
-        print(json.dumps(results["faust"]), flush=True)
-        with db.connect(settings, autocommit=True) as conn:
-            rows = conn.execute("SELECT count(*) FROM persona_labels").fetchone()
-        expected = args.events + int(args.rate * args.seconds)
-        print(f"faust wrote {rows[0] if rows else 0:,} rows to PostgreSQL (expected {expected:,})")
+        for engine, settings in worker_settings.items():
+            print(f"persona stream --engine {engine} (labels + PostgreSQL + DLQ) ...", flush=True)
+            results[engine] = measure(
+                engine,
+                settings,
+                settings.topics.responses,
+                settings.topics.labels,
+                lambda engine=engine: start_workers(engine),  # type: ignore[misc]
+                messages,
+                args.rate,
+                args.seconds,
+            )
+            with db.connect(settings, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
+                ).fetchone()
+            results[engine]["pg_rows"], results[engine]["pg_distinct"] = row or (0, 0)
+            print(json.dumps(results[engine]), flush=True)
+            print(
+                f"{engine}: {results[engine]['pg_rows']:,.0f} rows in PostgreSQL, "
+                f"{results[engine]['pg_distinct']:,.0f} distinct (expected {expected:,})"
+            )
     finally:
-        _cleanup(settings, [s.name for s in specs], tag)
+        _cleanup(base, [s.name for s in specs], tag, list(worker_settings.values()))
 
-    b, f = results["baseline"], results["faust"]
+    b = results["baseline"]
     print()
-    print("| system | replay events/s | paced p50 ms | paced p99 ms | paced max ms |")
-    print("|---|---:|---:|---:|---:|")
-    rows = [("bare confluent-kafka loop (ceiling)", b)]
+    print("| system | replay events/s | vs ceiling | paced p50 ms | paced p99 ms | paced max ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    table = [("bare confluent-kafka loop (ceiling)", b)]
     if "passthrough" in results:
-        rows.append(("Faust pass-through, no work (framework ceiling)", results["passthrough"]))
+        table.append(("Faust pass-through, no work (framework ceiling)", results["passthrough"]))
     plural = "s" if args.workers > 1 else ""
-    rows.append((f"Faust: {args.workers} worker{plural} (persona stream)", f))
-    for name, r in rows:
+    for engine in worker_settings:
+        name = f"persona stream --engine {engine}, {args.workers} worker{plural}"
+        table.append((name, results[engine]))
+    for name, r in table:
         print(
-            f"| {name} | {r['events_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['max_ms']:.1f} |"
+            f"| {name} | {r['events_per_s']:,.0f} | {r['events_per_s'] / b['events_per_s']:.2f} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
         )
-    ratio = f["events_per_s"] / b["events_per_s"]
-    if "passthrough" in results:
-        p = results["passthrough"]
+    print(f"\nreplay of {args.events:,} events; paced phase {args.rate}/s for {args.seconds:.0f} s")
+    for engine in worker_settings:
+        r = results[engine]
         print(
-            f"\nFaust pass-through / ceiling = {p['events_per_s'] / b['events_per_s']:.2f}; "
-            f"Faust worker / Faust pass-through = {f['events_per_s'] / p['events_per_s']:.2f}"
+            f"{engine}: worker / ceiling = {r['events_per_s'] / b['events_per_s']:.2f} "
+            f"(target >= 0.5); p99 = {r['p99_ms']:.1f} ms (target < 50 ms); "
+            f"PostgreSQL rows {r['pg_rows']:,.0f} = distinct {r['pg_distinct']:,.0f} "
+            f"= expected {expected:,}: {r['pg_rows'] == r['pg_distinct'] == expected}"
         )
-    print(
-        f"\nFaust / ceiling = {ratio:.2f} (target >= 0.5); Faust p99 at {args.rate}/s = "
-        f"{f['p99_ms']:.1f} ms (target < 50 ms); replay of {args.events:,} events"
+
+
+def _engine_settings(base: Settings, tag: str, engine: str) -> Settings:
+    """Topics, schema and model name of one engine's worker, private to this run."""
+    topics = TopicNames(
+        responses=f"bench-{engine}-in-{tag}",
+        labels=f"bench-{engine}-labels-{tag}",
+        dlq=f"bench-{engine}-in-{tag}.dlq",
+        alerts=f"bench-{engine}-alerts-{tag}",
+        retrain=f"bench-{engine}-retrain-{tag}",
+        model_updates=f"bench-{engine}-mu-{tag}",
+    )
+    return base.model_copy(
+        update={
+            "topics": topics,
+            "pg_schema": f"bench_{tag}_{engine}",
+            "model_name": f"bench-{tag}-{engine}",
+        }
     )
 
 
@@ -525,7 +545,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cleanup(settings: Settings, topics: list[str], tag: str) -> None:
+def _cleanup(settings: Settings, topics: list[str], tag: str, schemas: list[Settings]) -> None:
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
@@ -538,7 +558,8 @@ def _cleanup(settings: Settings, topics: list[str], tag: str) -> None:
         with contextlib.suppress(Exception):
             future.result(timeout=15)
     with db.connect(settings, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+        for owner in schemas:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{owner.pg_schema}" CASCADE')
 
 
 if __name__ == "__main__":
