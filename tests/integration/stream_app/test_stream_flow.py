@@ -19,6 +19,7 @@ from stream_helpers import (
     produce_events,
     read_topic,
     register_version,
+    wait_for,
 )
 
 from personas import db
@@ -87,6 +88,12 @@ def test_generated_stream_is_labelled_once_in_postgres_and_on_kafka(
     assert metric(text, "persona_stream_rows_inserted_total") == N
     assert metric(text, "persona_stream_model_version") == version
     assert metric(text, "persona_stream_event_to_label_seconds_count") == N
+
+    def caught_up() -> bool:  # the lag gauge is refreshed every 5 s, per assigned partition
+        text = worker.metrics()
+        return all(f'persona_stream_consumer_lag{{partition="{p}"}} 0.0' in text for p in range(4))
+
+    wait_for(caught_up, 15, "consumer lag 0 on every partition")
     assert worker.stop(signal.SIGTERM) == 0
     assert "persona stream worker stopped" in worker.output()
 
