@@ -169,7 +169,7 @@ def kafka_throughput(events: int) -> None:
     base = Settings()
     settings = base.model_copy(
         update={
-            "topics": TopicNames(**{k: f"bench-{k}-{tag}" for k in TopicNames.model_fields}),
+            "topics": TopicNames.private(f"bench-{tag}"),
             "pg_schema": f"bench_{tag}",
         }
     )

@@ -520,14 +520,7 @@ def main() -> None:
 
 def _engine_settings(base: Settings, tag: str, engine: str) -> Settings:
     """Topics, schema and model name of one engine's worker, private to this run."""
-    topics = TopicNames(
-        responses=f"bench-{engine}-in-{tag}",
-        labels=f"bench-{engine}-labels-{tag}",
-        dlq=f"bench-{engine}-in-{tag}.dlq",
-        alerts=f"bench-{engine}-alerts-{tag}",
-        retrain=f"bench-{engine}-retrain-{tag}",
-        model_updates=f"bench-{engine}-mu-{tag}",
-    )
+    topics = TopicNames.private(f"bench-{engine}-{tag}")
     return base.model_copy(
         update={
             "topics": topics,
@@ -552,7 +545,7 @@ def _cleanup(settings: Settings, topics: list[str], tag: str, schemas: list[Sett
     leader = [
         t
         for t in admin.list_topics(timeout=10).topics
-        if t.startswith("persona-stream-bench") and tag in t
+        if t.startswith("persona-stream-") and tag in t
     ]
     for future in admin.delete_topics(topics + leader, operation_timeout=10).values():
         with contextlib.suppress(Exception):

@@ -39,10 +39,9 @@ START = datetime(2025, 3, 1, tzinfo=UTC)
 
 def scratch_settings() -> Settings:
     u = uuid.uuid4().hex[:8]
-    names = {k: f"bench-{v}-{u}" for k, v in TopicNames().model_dump().items()}
     return Settings().model_copy(
         update={
-            "topics": TopicNames(**names),
+            "topics": TopicNames.private(f"bench-{u}"),
             "pg_schema": f"bench_{u}",
             "model_name": f"bench-persona-model-{u}",
         }

@@ -8,6 +8,7 @@ read at import time: build ``Settings()`` in ``main()`` / the CLI and pass it do
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr
@@ -31,6 +32,16 @@ class TopicNames(BaseSettings):
     )
     retrain: str = Field("retrain-commands", description="RetrainCommand from the monitor.")
     model_updates: str = Field("model-updates", description="ModelUpdated when champion moves.")
+
+    @classmethod
+    def private(cls, suffix: str) -> TopicNames:
+        """The default names with ``-suffix`` (before a ``.dlq`` ending), whatever the environment
+        says: topics that belong to one test or one benchmark run and to nothing else."""
+        names: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            stem, dot, ending = str(field.default).partition(".")
+            names[name] = f"{stem}-{suffix}{dot}{ending}"
+        return cls.model_validate(names)
 
 
 class Settings(BaseSettings):

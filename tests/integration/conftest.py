@@ -74,14 +74,7 @@ def isolated_settings(stack_settings: Settings, unique: str) -> Iterator[Setting
     """
     from confluent_kafka.admin import AdminClient
 
-    topics = TopicNames(
-        responses=f"survey-responses-{unique}",
-        labels=f"persona-labels-{unique}",
-        dlq=f"survey-responses-{unique}.dlq",
-        alerts=f"drift-alerts-{unique}",
-        retrain=f"retrain-commands-{unique}",
-        model_updates=f"model-updates-{unique}",
-    )
+    topics = TopicNames.private(unique)
     settings = stack_settings.model_copy(
         update={
             "topics": topics,

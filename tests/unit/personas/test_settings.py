@@ -39,3 +39,14 @@ def test_env_example_is_up_to_date():
     for name in ("PERSONA_KAFKA_PORT", "PERSONA_PG_PASSWORD", "PERSONA_TOPIC_LABELS"):
         assert f"\n{name}=" in committed
     assert TopicNames().labels == "persona-labels"
+
+
+def test_private_topics_append_the_suffix_and_keep_the_dlq_ending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PERSONA_TOPIC_LABELS", "from-the-environment")
+    topics = TopicNames.private("t1")
+    assert topics.responses == "survey-responses-t1"
+    assert topics.dlq == "survey-responses-t1.dlq"
+    assert topics.labels == "persona-labels-t1"
+    assert topics.model_updates == "model-updates-t1"
