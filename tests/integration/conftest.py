@@ -93,3 +93,19 @@ def isolated_settings(stack_settings: Settings, unique: str) -> Iterator[Setting
             future.result(timeout=15)
     with db.connect(settings, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+    _forget_registry(settings, unique)
+
+
+def _forget_registry(settings: Settings, unique: str) -> None:
+    """Delete the test's registered model and its experiments, so the dev registry the user browses
+    holds their models, not hundreds of test leftovers (best effort: the test has passed)."""
+    from mlflow.exceptions import MlflowException
+
+    from personas import registry
+
+    client = registry.client(settings)
+    with contextlib.suppress(MlflowException):
+        client.delete_registered_model(settings.model_name)
+    with contextlib.suppress(MlflowException):
+        for experiment in client.search_experiments(filter_string=f"name LIKE '%{unique}%'"):
+            client.delete_experiment(experiment.experiment_id)
