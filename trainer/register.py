@@ -41,11 +41,13 @@ __all__ = [
     "SOURCE_TAG",
     "LoggedRun",
     "Registered",
+    "announce",
     "experiment_id",
     "log_run",
     "mlflow_for",
     "promote",
     "register_run",
+    "registered_version",
     "version_info",
     "versions_with_tag",
 ]
@@ -250,6 +252,22 @@ def promote(
         )
     except (MlflowException, OSError) as exc:
         raise _unavailable(settings, exc) from None
+    event = announce(settings, registered, previous, publisher)
+    log.info(
+        "%s@%s: %s -> %d",
+        settings.model_name,
+        settings.champion_alias,
+        previous,
+        registered.version,
+    )
+    return event
+
+
+def announce(
+    settings: Settings, registered: Registered, previous: int | None, publisher: Publisher
+) -> ModelUpdated:
+    """Publish ModelUpdated for a champion that has moved. Consumers compare versions, so saying
+    it twice (a resumed command cannot know whether the first attempt got this far) is harmless."""
     event = ModelUpdated(
         model_name=settings.model_name,
         version=registered.version,
@@ -259,13 +277,6 @@ def promote(
         updated_at=utc_now(),
     )
     publisher.publish(settings.topics.model_updates, settings.model_name, event)
-    log.info(
-        "%s@%s: %s -> %d",
-        settings.model_name,
-        settings.champion_alias,
-        previous,
-        registered.version,
-    )
     return event
 
 
@@ -282,6 +293,17 @@ def versions_with_tag(settings: Settings, key: str, value: str) -> list[int]:
     except OSError as exc:
         raise _unavailable(settings, exc) from None
     return sorted(int(mv.version) for mv in found if mv.tags.get(key) == value)
+
+
+def registered_version(settings: Settings, version: int) -> Registered:
+    """The version and the run that logged it (what ``promote`` needs)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client(settings).get_model_version(settings.model_name, str(version))
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    return Registered(version=version, run_id=str(mv.run_id))
 
 
 def version_info(settings: Settings, version: int) -> tuple[dict[str, str], datetime]:

@@ -100,6 +100,9 @@ def _handle(
         return _skip(settings, cmd, "duplicate", reason, current)
     if current is None:
         return _fail(settings, cmd, pub, "no champion yet: run `persona train bootstrap` first")
+    interrupted = register.versions_with_tag(settings, "command_id", str(cmd.command_id))
+    if interrupted:
+        return _resume(settings, cmd, pub, interrupted[-1], current)
     try:
         champion = load_version(settings, current)
     except InvalidModel as exc:
@@ -121,6 +124,41 @@ def _handle(
         )
         return _skip(settings, cmd, "stale", reason, current)
     return _train(settings, ts, cmd, pub, champion)
+
+
+def _resume(
+    settings: Settings, cmd: RetrainCommand, pub: Publisher, version: int, current: int
+) -> Outcome:
+    """This command registered ``version``, then the trainer stopped before recording the outcome
+    (crash, kill, lost connection). Finish that job instead of training the range again, which
+    would register a second version of the same data."""
+    tags, _ = register.version_info(settings, version)
+    parent = tags.get("parent_version")
+    if current != version and parent is not None and str(current) != parent:
+        reason = (
+            f"version {version} was registered by this command before an interruption, but the "
+            f"champion has since moved from {parent} to {current}; leaving it"
+        )
+        return _skip(settings, cmd, "stale", reason, current)
+    registered = register.registered_version(settings, version)
+    if current == version:  # the alias moved; whether ModelUpdated went out is unknown: repeat it
+        register.announce(settings, registered, int(parent) if parent else None, pub)
+    else:
+        register.promote(settings, registered, pub)
+    reason = (
+        f"resumed after an interruption: version {version} was registered by this command; "
+        "promoted without training again"
+    )
+    ledger.finish(settings, cmd, "promoted", reason, version=version, run_id=registered.run_id)
+    log.info("command %s: %s", cmd.command_id, reason)
+    return Outcome(
+        status="promoted",
+        command_id=cmd.command_id,
+        reason=reason,
+        champion_version=version,
+        version=version,
+        run_id=registered.run_id,
+    )
 
 
 def _skip(

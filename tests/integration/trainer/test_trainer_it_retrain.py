@@ -201,3 +201,61 @@ def test_new_group_is_a_candidate_persona_not_a_rename(
     assert candidates[0]["distance"] > candidates[0]["threshold"]
     assert json.dumps(candidates) == json.dumps(outcome.details["candidates"])
     assert len(read_all(s, s.topics.model_updates)) == 1
+
+
+@pytest.mark.parametrize("died", ["before_promote", "before_ledger"])
+def test_a_command_interrupted_after_registering_is_finished_not_trained_again(
+    isolated_settings: Settings,
+    trainer_settings: TrainerSettings,
+    catalogue: Catalogue,
+    vendor_model: CentroidModel,
+    monkeypatch: pytest.MonkeyPatch,
+    died: str,
+) -> None:
+    """The trainer dies after registering version 2 (before moving the alias, or before writing
+    the ledger); the redelivered command promotes that version instead of registering a third."""
+    from trainer import ledger, register
+
+    s, ts = isolated_settings, trainer_settings
+    bootstrap(s, trainer_settings=ts)
+    x, _ = blobs(catalogue.centroids + _shift(), 300, 2.0, seed=23)
+    insert_labels(s, vendor_model, x, FEB, WEEK)
+    cmd = command(FEB, FEB + WEEK, "drift in week 1")
+
+    class Died(Exception):
+        pass
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise Died(died)
+
+    if died == "before_promote":
+        monkeypatch.setattr(register, "promote", die)
+    else:
+        real_finish = ledger.finish
+
+        def finish(settings: Settings, command_: object, status: str, *a: object, **k: object):
+            if status == "promoted":
+                die()
+            return real_finish(settings, command_, status, *a, **k)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ledger, "finish", finish)
+    with pytest.raises(Died):
+        handle_command(s, cmd, trainer_settings=ts)
+    monkeypatch.undo()
+    assert _versions(s) == [1, 2]
+    assert _ledger(s) == [("received", None)]
+    assert registry.champion_version(s) == (1 if died == "before_promote" else 2)
+
+    outcome = handle_command(s, cmd, trainer_settings=ts)  # the redelivery
+    assert outcome.status == "promoted" and outcome.version == 2, outcome.reason
+    assert "resumed after an interruption" in outcome.reason
+    assert _versions(s) == [1, 2]
+    assert registry.champion_version(s) == 2
+    assert _ledger(s) == [("promoted", 2)]
+    updates = [
+        (u[1]["version"], u[1]["previous_version"]) for u in read_all(s, s.topics.model_updates)
+    ]
+    # Died before the ledger: the first attempt had announced version 2 already, the resumed one
+    # cannot know that and says it again (consumers compare versions).
+    repeats = 2 if died == "before_ledger" else 1
+    assert updates == [(1, None)] + [(2, 1)] * repeats
