@@ -22,6 +22,7 @@ import numpy as np
 from monitor.stats import Reference, label_window, run_tests
 from personas.catalogue import load_vendor_catalogue
 from personas.model import CentroidModel
+from personas.synthetic import draw_window
 
 SCENARIOS = {
     "S0 no drift": {},
@@ -30,30 +31,6 @@ SCENARIOS = {
     "S3 new persona at 10 %": {"new_share": 0.10},
     "S4 mix 1/3 → 0.6/0.2/0.2": {"mix": (0.6, 0.2, 0.2)},
 }
-
-
-def draw(
-    rng: np.random.Generator,
-    centroids: np.ndarray,
-    n: int,
-    *,
-    std: float = 2.0,
-    shift: float = 0.0,
-    new_share: float = 0.0,
-    mix: tuple[float, ...] | None = None,
-    new_centroid: np.ndarray | None = None,
-) -> np.ndarray:
-    k, d = centroids.shape
-    shares = np.full(k, 1.0 / k) if mix is None else np.asarray(mix)
-    n_new = round(n * new_share)
-    which = rng.choice(k, size=n - n_new, p=shares)
-    x = centroids[which] + rng.normal(0.0, std, size=(n - n_new, d))
-    if n_new:
-        assert new_centroid is not None
-        x = np.vstack([x, new_centroid + rng.normal(0.0, std, size=(n_new, d))])
-    if shift:
-        x[:, :2] += shift
-    return x
 
 
 def ks_baseline(window: np.ndarray, reference: np.ndarray) -> bool:
@@ -92,7 +69,7 @@ def main() -> None:
         for name, params in SCENARIOS.items():
             one = two = both = base_one = base_two = 0
             for _ in range(args.reps):
-                ref_x = draw(rng, vendor.centroids, args.reference)
+                ref_x = draw_window(rng, vendor.centroids, args.reference)
                 start = CentroidModel.from_catalogue(vendor)
                 fitted = np.array(
                     [ref_x[start.label(ref_x).index == i].mean(axis=0) for i in range(3)]
@@ -101,7 +78,9 @@ def main() -> None:
                 ref = Reference.build(champion, ref_x)
                 fails, base = [], []
                 for _ in range(2):
-                    x = draw(rng, vendor.centroids, size, new_centroid=new_centroid, **params)
+                    x = draw_window(
+                        rng, vendor.centroids, size, new_centroid=new_centroid, **params
+                    )
                     results = run_tests(ref, label_window(champion, x), alpha=args.alpha)
                     fails.append(any(r.failed for r in results))
                     base.append(ks_baseline(x, ref_x))

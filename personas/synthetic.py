@@ -35,6 +35,7 @@ __all__ = [
     "VarianceGrowth",
     "allocate",
     "apply_scenarios",
+    "draw_window",
     "generate",
     "simulate",
 ]
@@ -45,6 +46,37 @@ __all__ = [
 DEFAULT_NEW_CENTROID: tuple[float, ...] = tuple(
     float(v) for v in np.random.RandomState(42).uniform(-10.0, 10.0, size=(4, 10))[3]
 )
+
+
+def draw_window(
+    rng: np.random.Generator,
+    centroids: np.ndarray,
+    n: int,
+    *,
+    std: float = 2.0,
+    shift: float = 0.0,
+    new_share: float = 0.0,
+    mix: Sequence[float] | None = None,
+    new_centroid: Sequence[float] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Features of one i.i.d. window, for calibrating and testing drift checks by the thousand.
+
+    Unlike ``generate``, persona membership is drawn at random (a window's mix varies as live
+    traffic does) and nothing but the feature matrix is built. ``shift`` moves x1 and x2;
+    ``new_share`` of the rows come from ``new_centroid`` (default: 9 on every feature). The
+    calibration tables in docs/monitor.md depend on this exact sequence of draws.
+    """
+    k, d = centroids.shape
+    shares = np.full(k, 1.0 / k) if mix is None else np.asarray(mix)
+    n_new = round(n * new_share)
+    which = rng.choice(k, size=n - n_new, p=shares)
+    x = centroids[which] + rng.normal(0.0, std, size=(n - n_new, d))
+    if n_new:
+        far = np.full(d, 9.0) if new_centroid is None else np.asarray(new_centroid, dtype=float)
+        x = np.vstack([x, far + rng.normal(0.0, std, size=(n_new, d))])
+    if shift:
+        x[:, :2] += shift
+    return np.asarray(x)
 
 
 def allocate(n: int, weights: Sequence[float] | np.ndarray) -> np.ndarray:
