@@ -32,7 +32,9 @@ def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
 
             enable_kafka = False
 
-        app_class = type("PersonaStreamApp", (faust.App,), {"BootStrategy": NoKafka})
+        # __module__ decides the logger mode gives the class: keep Faust's, like the agent engine.
+        namespace = {"BootStrategy": NoKafka, "__module__": faust.App.__module__}
+        app_class = type("PersonaStreamApp", (faust.App,), namespace)
 
     state_dir = stream.resolved_state_dir(settings)
     return app_class(

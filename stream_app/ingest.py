@@ -69,6 +69,7 @@ class BatchIngest(threading.Thread):
         self._last_commit = 0.0
         self._last_lag = 0.0
         self._consumer: Any = None
+        self._said_protocol = False
         self.clean_exit = False
 
     # ------------------------------------------------------------------ control
@@ -207,11 +208,7 @@ class BatchIngest(threading.Thread):
         for m in messages:
             err = m.error()
             if err is not None:
-                if err.fatal():
-                    from confluent_kafka import KafkaException
-
-                    raise KafkaException(err)
-                log.warning("consumer: %s", err)
+                self._consumer_error(err)
                 continue
             kind, stamp = m.timestamp()
             append(
@@ -225,6 +222,25 @@ class BatchIngest(threading.Thread):
                 )
             )
         return records
+
+    def _consumer_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+
+        if err.fatal():
+            raise KafkaException(err)
+        if err.code() == KafkaError.INCONSISTENT_GROUP_PROTOCOL:
+            # librdkafka keeps retrying the join: once the other members leave, this one gets in.
+            if not self._said_protocol:
+                self._said_protocol = True
+                log.error(
+                    "consumer group %s is held by workers that speak another group protocol "
+                    "(persona stream --engine agent, i.e. Faust's consumer): this worker gets no "
+                    "partitions until they stop. Stop them, or give this worker its own group "
+                    "with --app-id (docs/stream_app.md, 'Two engines')",
+                    self.runtime.app_id,
+                )
+            return
+        log.warning("consumer: %s", err)
 
     def _update_lag(self, consumer: Any) -> None:
         gauge = self.runtime.metrics.consumer_lag
