@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from personas.settings import Settings
 
 PERSONA = str(Path(sys.executable).parent / "persona")
@@ -60,6 +62,33 @@ def test_cli_mistake_is_one_line_not_a_traceback():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "nonsense" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["stream", "--engine", "turbo"], {}, "engine: Input should be 'batch' or 'agent'"),
+        (["stream"], {"PERSONA_STREAM_MAX_BATCH": "0"}, "max_batch: Input should be greater"),
+        (["stream", "--log-level", "loud"], {}, "log_level: Input should be"),
+    ],
+)
+def test_invalid_setting_is_one_line_naming_it(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    import os
+
+    out = subprocess.run(
+        [PERSONA, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid StreamSettings: ")
+    assert expected in lines[0]
 
 
 def test_stack_processes_do_not_share_the_callers_session(stack_settings: Settings):
