@@ -17,11 +17,14 @@ from stream_app.sink import Stopping
 
 
 class Err:
-    def __init__(self, fatal: bool) -> None:
-        self._fatal = fatal
+    def __init__(self, fatal: bool, code: int = -195) -> None:  # -195: _TRANSPORT
+        self._fatal, self._code = fatal, code
 
     def fatal(self) -> bool:
         return self._fatal
+
+    def code(self) -> int:
+        return self._code
 
     def __str__(self) -> str:
         return "fatal broker error" if self._fatal else "transient broker error"
@@ -196,3 +199,17 @@ def test_consumer_errors(fatal_error: bool) -> None:
     else:  # a transient error is logged and skipped; the records around it are processed
         assert not fatal and [r.offset for r in processor.batches[0]] == [0, 1]
         assert consumer.commits[0] == ({("in", 0): 2}, True)
+
+
+def test_a_group_held_by_another_protocol_is_explained_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from confluent_kafka import KafkaError
+
+    held = KafkaError.INCONSISTENT_GROUP_PROTOCOL
+    batches = [[Msg(0, -1, Err(False, held))], [Msg(0, -1, Err(False, held))], [Msg(0, 0)]]
+    ingest, consumer, runtime, fatal = _run(batches, RecordingProcessor())
+    assert ingest.clean_exit and not fatal and consumer.commits[0][0] == {("in", 0): 1}
+    said = [r for r in caplog.records if "another group protocol" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "ERROR"
+    assert not runtime.stop_event.is_set()
