@@ -52,6 +52,9 @@ def check_candidate(
         known = set(load_vendor_catalogue().ids)
         if current is not None:
             known |= set(current.persona_ids)
+        # Ids a person approved (`persona train accept`), written into the model by the trainer.
+        approved = candidate.metadata.get("approved_new_personas") or []
+        known |= {int(pid) for pid in approved if isinstance(pid, int)}
     candidate.validate(known_persona_ids=known)
     # Behavioural check: each centroid must be labelled as its own persona at distance 0.
     labels = candidate.label(candidate.centroids)

@@ -152,6 +152,48 @@ def request_cmd(
     typer.echo(f"retrain command {cmd.command_id} published on {settings.topics.retrain}")
 
 
+ACCEPT_HELP = (
+    "Accept a held candidate persona: name it, refit the range with it, register, promote.\n\n"
+    "A retrain that finds a group matching no persona is held (status candidate_persona, a "
+    "TrainerAlert on drift-alerts, candidates.json in its MLflow run). This makes each candidate "
+    "a new persona with the next free id and the given name; the champion's personas keep "
+    "theirs. The quality gate applies. Stream workers accept the new ids (they refuse unknown "
+    "ids otherwise). `persona train status` lists command ids."
+)
+
+
+@train_app.command("accept", help=ACCEPT_HELP)
+def accept_cmd(
+    command_id: Annotated[
+        str,
+        typer.Argument(help="Id of the retrain command held for a candidate persona."),
+    ],
+    name: Annotated[
+        list[str],
+        typer.Option(
+            "--name",
+            help="Name of the new persona; repeat once per candidate, in the order of the alert "
+            "(candidates.json of the held run).",
+        ),
+    ],
+) -> None:
+    """Accept a held candidate persona (see ACCEPT_HELP)."""
+    from uuid import UUID
+
+    from personas.errors import ConfigError
+    from personas.log import setup_logging
+    from personas.settings import Settings
+    from trainer.accept import accept_candidates
+
+    try:
+        parsed = UUID(command_id)
+    except ValueError:
+        raise ConfigError(f"not a command id (a UUID): {command_id!r}") from None
+    setup_logging("WARNING")
+    outcome = accept_candidates(Settings(), parsed, name)
+    typer.echo(f"promoted version {outcome.version}: {outcome.reason}")
+
+
 @train_app.command("status")
 def status_cmd(
     last: Annotated[int, typer.Option(help="How many recent commands to list.")] = 10,
@@ -165,14 +207,14 @@ def status_cmd(
     typer.echo(f"{settings.model_name}@{settings.champion_alias}: {champion_version(settings)}")
     with db.connect(settings, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT received_at, status, version, range_start, range_end, detail"
+            "SELECT received_at, command_id, status, version, range_start, range_end, detail"
             " FROM trainer_commands ORDER BY received_at DESC LIMIT %s",
             (last,),
         ).fetchall()
-    for received, status, version, rs, re_, detail in rows:
+    for received, command_id, status, version, rs, re_, detail in rows:
         v = f"v{version}" if version is not None else "-"
         typer.echo(
-            f"{received:%Y-%m-%d %H:%M:%S} {status:<17} {v:<5} {rs:%Y-%m-%d %H:%M}.."
+            f"{received:%Y-%m-%d %H:%M:%S} {command_id} {status:<17} {v:<5} {rs:%Y-%m-%d %H:%M}.."
             f"{re_:%Y-%m-%d %H:%M} {detail or ''}"
         )
 

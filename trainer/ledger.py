@@ -22,6 +22,7 @@ from personas.settings import Settings
 
 __all__ = [
     "TRAINED",
+    "command_record",
     "finish",
     "previous_training",
     "record_received",
@@ -59,6 +60,20 @@ def status_of(settings: Settings, cmd: RetrainCommand) -> tuple[str, int | None]
             (cmd.command_id,),
         ).fetchone()
     return None if row is None else (str(row[0]), row[1])
+
+
+def command_record(settings: Settings, command_id: Any) -> dict[str, Any] | None:
+    """Everything the ledger holds about one command of this model, None if never received."""
+    with db.connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT status, version, run_id, range_start, range_end, reason, requested_by,"
+            " requested_at FROM trainer_commands WHERE command_id = %s AND model_name = %s",
+            (command_id, settings.model_name),
+        ).fetchone()
+    if row is None:
+        return None
+    keys = ("status", "version", "run_id", "range_start", "range_end", "reason", "requested_by")
+    return {**dict(zip(keys, row[:7], strict=True)), "requested_at": row[7]}
 
 
 def previous_training(settings: Settings, cmd: RetrainCommand) -> dict[str, Any] | None:

@@ -48,6 +48,8 @@ __all__ = [
     "promote",
     "register_run",
     "registered_version",
+    "run_document",
+    "run_tags",
     "version_info",
     "versions_with_tag",
 ]
@@ -293,6 +295,27 @@ def versions_with_tag(settings: Settings, key: str, value: str) -> list[int]:
     except OSError as exc:
         raise _unavailable(settings, exc) from None
     return sorted(int(mv.version) for mv in found if mv.tags.get(key) == value)
+
+
+def run_document(settings: Settings, run_id: str, name: str) -> Any:
+    """A JSON document a run logged (e.g. ``candidates.json`` of a held retrain)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client(settings).download_artifacts(run_id, name, tmp)
+            return json.loads(Path(path).read_text())
+    except (MlflowException, OSError, ValueError) as exc:
+        raise _unavailable(settings, exc) from None
+
+
+def run_tags(settings: Settings, run_id: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client(settings).get_run(run_id).data.tags)
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
 
 
 def registered_version(settings: Settings, version: int) -> Registered:

@@ -56,6 +56,18 @@ def test_new_personas_can_be_allowed(vendor_model: CentroidModel) -> None:
     assert holder.offer(_version(vendor_model, 2, persona_ids=ids), "test") is True
 
 
+def test_persona_ids_a_person_approved_are_accepted(vendor_model: CentroidModel) -> None:
+    """`persona train accept` writes the new ids into the model; only those get through."""
+    ids = [*vendor_model.persona_ids[:-1], 99]
+    approved = _version(vendor_model, 2, persona_ids=ids)
+    approved.metadata["approved_new_personas"] = [99]
+    other = _version(vendor_model, 3, persona_ids=ids)
+    other.metadata["approved_new_personas"] = [98]
+    holder = ModelHolder(vendor_model)
+    assert holder.offer(other, "test") is False
+    assert holder.offer(approved, "test") is True and holder.current.version == 2
+
+
 def test_identical_centroids_are_refused(vendor_model: CentroidModel) -> None:
     holder = ModelHolder(vendor_model)
     c = vendor_model.centroids.copy()

@@ -1,0 +1,81 @@
+"""`persona train accept`: a person names a held candidate persona and it goes live."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+from trainer_helpers import FEB, blobs, command, insert_labels, read_all
+from typer.testing import CliRunner
+
+from personas import db, registry
+from personas.catalogue import Catalogue
+from personas.cli import build_app
+from personas.model import CentroidModel
+from personas.settings import Settings
+from stream_app.swap import check_candidate
+from trainer.bootstrap import bootstrap
+from trainer.retrain import handle_command
+from trainer.settings import TrainerSettings
+
+WEEK = timedelta(days=7)
+
+
+def test_accepted_candidate_becomes_a_named_persona_the_stream_accepts(
+    isolated_settings: Settings,
+    trainer_settings: TrainerSettings,
+    catalogue: Catalogue,
+    vendor_model: CentroidModel,
+) -> None:
+    s, ts = isolated_settings, trainer_settings
+    env = {"PERSONA_MODEL_NAME": s.model_name, "PERSONA_PG_SCHEMA": s.pg_schema}
+    env.update({f"PERSONA_TOPIC_{k.upper()}": v for k, v in s.topics.model_dump().items()})
+    bootstrap(s, trainer_settings=ts)
+    x, which = blobs(catalogue.centroids, 300, 2.0, seed=25)
+    newcomer, _ = blobs(np.full((1, 10), 8.0), 120, 2.0, seed=26)  # 12 % of the rows
+    insert_labels(s, vendor_model, np.vstack([x, newcomer]), FEB, WEEK)
+    cmd = command(FEB, FEB + WEEK)
+    assert handle_command(s, cmd, trainer_settings=ts).status == "candidate_persona"
+    runner = CliRunner()
+
+    status = runner.invoke(build_app(), ["train", "status"], env=env)
+    assert f"{cmd.command_id} candidate_persona" in status.output
+
+    accept = ["train", "accept", str(cmd.command_id)]
+    two = runner.invoke(build_app(), [*accept, "--name", "A", "--name", "B"], env=env)
+    assert two.exit_code != 0 and "1 candidate(s): give one non-empty --name each" in str(
+        two.exception
+    )
+    taken = runner.invoke(build_app(), [*accept, "--name", catalogue.names[0]], env=env)
+    assert taken.exit_code != 0 and "already in use" in str(taken.exception)
+    assert registry.champion_version(s) == 1
+
+    done = runner.invoke(build_app(), [*accept, "--name", "Frugal Fiona"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "promoted version 2" in done.output
+
+    model = registry.load_champion(s)
+    assert model is not None and model.version == 2
+    new_id = max(catalogue.ids) + 1
+    assert model.persona_ids == (*catalogue.ids, new_id)
+    assert model.persona_names == (*catalogue.names, "Frugal Fiona")
+    assert model.metadata["approved_new_personas"] == [new_id]
+    assert (model.label(newcomer).persona_id == new_id).mean() > 0.95
+    assert (model.label(x).persona_id == np.asarray(catalogue.ids)[which]).mean() > 0.95
+    # Stream workers refuse unknown persona ids, but take the approved one.
+    check_candidate(model, vendor_model, allow_new_personas=False)
+    reference = registry.load_reference(s, 2)
+    assert new_id in set(reference["persona_id"])
+
+    updates = read_all(s, s.topics.model_updates)
+    assert [(u[1]["version"], u[1]["previous_version"]) for u in updates] == [(1, None), (2, 1)]
+    with db.connect(s, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT status, version, detail FROM trainer_commands WHERE command_id = %s",
+            (cmd.command_id,),
+        ).fetchone()
+    assert row is not None and row[:2] == ("promoted", 2)
+    assert f"new persona(s) {new_id} 'Frugal Fiona'" in row[2]
+
+    again = runner.invoke(build_app(), [*accept, "--name", "Frugal Fiona"], env=env)
+    assert again.exit_code != 0 and "is 'promoted', not held" in str(again.exception)
