@@ -30,9 +30,8 @@ from trainer import ledger, register
 from trainer.data import features_of, load_range, reference_frame
 from trainer.events import Publisher
 from trainer.fitting import empirical_quantile_distance, fit_kmeans, outlier_distance
-from trainer.gate import evaluate_gate, silhouette
 from trainer.identity import match_centroids, match_threshold
-from trainer.retrain import Outcome
+from trainer.retrain import Outcome, judge_refit
 from trainer.settings import TrainerSettings
 
 __all__ = ["APPROVED_KEY", "accept_candidates"]
@@ -131,17 +130,7 @@ def _accept(
     rank = np.empty(k, dtype=np.int64)
     rank[order] = np.arange(k)
     labels = rank[fit.labels]  # cluster j -> row of j in the new model
-    sample = np.random.default_rng(ts.seed).permutation(len(x))[: ts.silhouette_rows]
-    gate = evaluate_gate(
-        n_samples=len(x),
-        cluster_sizes=np.bincount(labels, minlength=k),
-        centroids=centroids,
-        silhouette_new=silhouette(x, labels, sample),
-        silhouette_champion=silhouette(x, champion.label(x).index, sample),
-        min_samples=ts.min_samples,
-        min_cluster_size=ts.min_cluster_size,
-        silhouette_margin=ts.silhouette_margin,
-    )
+    gate = judge_refit(x, labels, centroids, champion, ts)
     if not gate.passed:
         raise CannotAccept(f"the model with the new persona(s) fails the gate: {gate.reason}")
 

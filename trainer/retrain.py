@@ -40,7 +40,7 @@ from trainer.gate import GateResult, evaluate_gate, silhouette
 from trainer.identity import Matching, match_centroids, match_threshold
 from trainer.settings import TrainerSettings
 
-__all__ = ["Outcome", "Status", "find_candidates", "handle_command"]
+__all__ = ["Outcome", "Status", "find_candidates", "handle_command", "judge_refit"]
 
 log = logging.getLogger(__name__)
 
@@ -295,17 +295,7 @@ def _train(
     order[matching.old_index] = np.arange(k)
     centroids = fit.centroids[order]
     labels = matching.old_index[fit.labels]  # cluster j -> persona row old_index[j]
-    sample = np.random.default_rng(ts.seed).permutation(len(x))[: ts.silhouette_rows]
-    gate = evaluate_gate(
-        n_samples=len(x),
-        cluster_sizes=np.bincount(labels, minlength=k),
-        centroids=centroids,
-        silhouette_new=silhouette(x, labels, sample),
-        silhouette_champion=silhouette(x, champion.label(x).index, sample),
-        min_samples=ts.min_samples,
-        min_cluster_size=ts.min_cluster_size,
-        silhouette_margin=ts.silhouette_margin,
-    )
+    gate = judge_refit(x, labels, centroids, champion, ts)
     shifts = np.sqrt(((centroids - champion.centroids) ** 2).sum(axis=1))
     shift_doc = {
         str(pid): {
@@ -384,6 +374,28 @@ def _train(
         version=registered.version,
         run_id=logged.run_id,
         details={"centroid_shift": {pid: d["shift"] for pid, d in shift_doc.items()}, **metrics},
+    )
+
+
+def judge_refit(
+    x: np.ndarray,
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    champion: CentroidModel,
+    ts: TrainerSettings,
+) -> GateResult:
+    """The quality gate of a refit (rows ``x`` labelled ``labels`` = rows of ``centroids``),
+    silhouettes compared with the champion's labelling of the same seeded sample."""
+    sample = np.random.default_rng(ts.seed).permutation(len(x))[: ts.silhouette_rows]
+    return evaluate_gate(
+        n_samples=len(x),
+        cluster_sizes=np.bincount(labels, minlength=len(centroids)),
+        centroids=centroids,
+        silhouette_new=silhouette(x, labels, sample),
+        silhouette_champion=silhouette(x, champion.label(x).index, sample),
+        min_samples=ts.min_samples,
+        min_cluster_size=ts.min_cluster_size,
+        silhouette_margin=ts.silhouette_margin,
     )
 
 
