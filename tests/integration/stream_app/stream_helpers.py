@@ -226,6 +226,20 @@ def publish_update(settings: Settings, version: int, previous: int | None = None
     )
 
 
+def committed_offsets(settings: Settings, group: str) -> int:
+    """Sum of the group's committed offsets on the input topic (0 where nothing is committed)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from personas.kafka import consumer_config
+
+    consumer = Consumer(consumer_config(settings, group))
+    try:
+        tps = [TopicPartition(settings.topics.responses, p) for p in range(4)]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10))
+    finally:
+        consumer.close()
+
+
 def pg_count(settings: Settings) -> tuple[int, int]:
     """(rows, distinct event ids) of persona_labels in the test's schema."""
     from personas import db

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 from stream_helpers import (
     Worker,
+    committed_offsets,
     make_events,
     metric,
     pg_count,
@@ -22,20 +23,6 @@ from stream_helpers import (
 from personas import db
 from personas.model import CentroidModel
 from personas.settings import Settings
-
-
-def _committed(settings: Settings, group: str) -> int:
-    """Sum of the group's committed offsets on the input topic (0 where nothing is committed)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from personas.kafka import consumer_config
-
-    consumer = Consumer(consumer_config(settings, group))
-    try:
-        tps = [TopicPartition(settings.topics.responses, p) for p in range(4)]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10))
-    finally:
-        consumer.close()
 
 
 def test_sigkill_while_postgres_blocks_commits_nothing_unwritten(
@@ -51,13 +38,13 @@ def test_sigkill_while_postgres_blocks_commits_nothing_unwritten(
     produce_events(s, first)
     wait_for(lambda: pg_count(s)[0] == 1000, 60, "the first 1000 rows")
     group = state["app_id"]
-    wait_for(lambda: _committed(s, group) == 1000, 20, "offsets of the first 1000 events")
+    wait_for(lambda: committed_offsets(s, group) == 1000, 20, "offsets of the first 1000 events")
 
     with db.connect(s) as blocker:  # holds an exclusive lock: the worker's insert waits
         blocker.execute("LOCK TABLE persona_labels IN ACCESS EXCLUSIVE MODE")
         produce_events(s, second)
         time.sleep(4)  # > 3 commit intervals; the worker has fetched and is blocked mid-batch
-        assert _committed(s, group) == 1000
+        assert committed_offsets(s, group) == 1000
         worker.stop(signal.SIGKILL)
         blocker.rollback()
 
@@ -133,7 +120,7 @@ def test_sigterm_mid_stream_commits_exactly_what_is_durable(
     assert "finishing the in-flight batch" in output and "left uncommitted" not in output
     rows, distinct = pg_count(s)
     assert rows == distinct and 0 < rows <= len(events)  # usually mid-stream; never more
-    assert _committed(s, group) == rows  # every durable event committed, nothing beyond
+    assert committed_offsets(s, group) == rows  # every durable event committed, nothing beyond
 
     producer.join()
     successor = workers(*args)
