@@ -24,7 +24,6 @@ from personas.catalogue import load_vendor_catalogue
 from personas.errors import ConfigError
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
-from personas.schemas import RetrainCommand
 from personas.settings import Settings
 from trainer import ledger, register
 from trainer.data import features_of, load_range, reference_frame
@@ -208,7 +207,7 @@ def _accept(
     reason = f"accepted by {accepted_by}: new persona(s) {described}"
     ledger.finish(
         settings,
-        _command(command_id, held),
+        command_id,
         "promoted",
         reason,
         version=registered.version,
@@ -240,10 +239,10 @@ def _persona_order(
             "refitted with the candidates, a persona's centroid moved beyond the match threshold "
             f"({threshold:.3f}); request a new retrain of the range"
         )
-    persona_rows = np.argsort(np.where(matching.old_index >= 0, matching.old_index, 1 << 30))
-    k = personas.shape[0]
-    persona_clusters = persona_rows[:k]
-    extra = np.setdiff1d(np.arange(fitted.shape[0]), persona_clusters)
+    matched = np.flatnonzero(matching.old_index >= 0)
+    persona_clusters = np.empty(personas.shape[0], dtype=np.int64)
+    persona_clusters[matching.old_index[matched]] = matched  # row i = cluster matched to persona i
+    extra = np.flatnonzero(matching.old_index < 0)
     pairing = match_centroids(wanted, fitted[extra], np.inf)
     new_clusters = np.empty(len(wanted), dtype=np.int64)
     new_clusters[pairing.old_index] = extra
@@ -254,14 +253,3 @@ def _persona_order(
             "existing persona: it is that persona, not a new one"
         )
     return np.concatenate([persona_clusters, new_clusters])
-
-
-def _command(command_id: UUID, held: dict[str, Any]) -> RetrainCommand:
-    return RetrainCommand(
-        command_id=command_id,
-        range_start=held["range_start"],
-        range_end=held["range_end"],
-        reason=held["reason"],
-        requested_by=held["requested_by"],
-        requested_at=held["requested_at"],
-    )

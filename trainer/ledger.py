@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from uuid import UUID
 
 from personas import db
 from personas.schemas import RetrainCommand
@@ -62,18 +63,17 @@ def status_of(settings: Settings, cmd: RetrainCommand) -> tuple[str, int | None]
     return None if row is None else (str(row[0]), row[1])
 
 
-def command_record(settings: Settings, command_id: Any) -> dict[str, Any] | None:
-    """Everything the ledger holds about one command of this model, None if never received."""
+def command_record(settings: Settings, command_id: UUID) -> dict[str, Any] | None:
+    """Status, run and range of one command of this model; None if never received."""
     with db.connect(settings, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT status, version, run_id, range_start, range_end, reason, requested_by,"
-            " requested_at FROM trainer_commands WHERE command_id = %s AND model_name = %s",
+            "SELECT status, run_id, range_start, range_end FROM trainer_commands"
+            " WHERE command_id = %s AND model_name = %s",
             (command_id, settings.model_name),
         ).fetchone()
     if row is None:
         return None
-    keys = ("status", "version", "run_id", "range_start", "range_end", "reason", "requested_by")
-    return {**dict(zip(keys, row[:7], strict=True)), "requested_at": row[7]}
+    return dict(zip(("status", "run_id", "range_start", "range_end"), row, strict=True))
 
 
 def previous_training(settings: Settings, cmd: RetrainCommand) -> dict[str, Any] | None:
@@ -92,7 +92,7 @@ def previous_training(settings: Settings, cmd: RetrainCommand) -> dict[str, Any]
 
 def finish(
     settings: Settings,
-    cmd: RetrainCommand,
+    command_id: UUID,
     status: str,
     detail: str,
     *,
@@ -103,7 +103,7 @@ def finish(
         conn.execute(
             "UPDATE trainer_commands SET status = %s, detail = %s, version = %s, run_id = %s,"
             " finished_at = now() WHERE command_id = %s",
-            (status, detail[:2000], version, run_id, cmd.command_id),
+            (status, detail[:2000], version, run_id, command_id),
         )
 
 

@@ -149,7 +149,9 @@ def _resume(
         f"resumed after an interruption: version {version} was registered by this command; "
         "promoted without training again"
     )
-    ledger.finish(settings, cmd, "promoted", reason, version=version, run_id=registered.run_id)
+    ledger.finish(
+        settings, cmd.command_id, "promoted", reason, version=version, run_id=registered.run_id
+    )
     log.info("command %s: %s", cmd.command_id, reason)
     return Outcome(
         status="promoted",
@@ -165,7 +167,7 @@ def _skip(
     settings: Settings, cmd: RetrainCommand, status: Status, reason: str, current: int | None
 ) -> Outcome:
     log.info("command %s: %s — %s", cmd.command_id, status, reason)
-    ledger.finish(settings, cmd, status, reason)
+    ledger.finish(settings, cmd.command_id, status, reason)
     return Outcome(
         status=status, command_id=cmd.command_id, reason=reason, champion_version=current
     )
@@ -174,7 +176,7 @@ def _skip(
 def _fail(settings: Settings, cmd: RetrainCommand, pub: Publisher, reason: str) -> Outcome:
     log.error("command %s failed: %s", cmd.command_id, reason)
     _alert(settings, pub, cmd, "retrain_failed", reason, {})
-    ledger.finish(settings, cmd, "failed", reason)
+    ledger.finish(settings, cmd.command_id, "failed", reason)
     return Outcome(
         status="failed",
         command_id=cmd.command_id,
@@ -363,7 +365,12 @@ def _train(
         f"{champion.persona_names[i]} moved {shifts[i]:.3f}" for i in range(k)
     )
     ledger.finish(
-        settings, cmd, "promoted", reason, version=registered.version, run_id=logged.run_id
+        settings,
+        cmd.command_id,
+        "promoted",
+        reason,
+        version=registered.version,
+        run_id=logged.run_id,
     )
     log.info("command %s: promoted version %d (%s)", cmd.command_id, registered.version, reason)
     return Outcome(
@@ -443,7 +450,7 @@ def _reject(
         message,
         {"failures": list(gate.failures), "run_id": logged.run_id, "metrics": gate.metrics},
     )
-    ledger.finish(settings, cmd, "gate_failed", gate.reason, run_id=logged.run_id)
+    ledger.finish(settings, cmd.command_id, "gate_failed", gate.reason, run_id=logged.run_id)
     log.warning("command %s: %s", cmd.command_id, message)
     return Outcome(
         status="gate_failed",
@@ -487,7 +494,7 @@ def _hold(
         reason,
         {"candidates": candidates, "run_id": logged.run_id},
     )
-    ledger.finish(settings, cmd, "candidate_persona", reason, run_id=logged.run_id)
+    ledger.finish(settings, cmd.command_id, "candidate_persona", reason, run_id=logged.run_id)
     log.warning("command %s: %s", cmd.command_id, reason)
     return Outcome(
         status="candidate_persona",

@@ -147,7 +147,7 @@ def _record_failure(
 
     reason = f"{type(exc).__name__}: {exc}"[:1000]
     try:
-        ledger.finish(settings, cmd, "failed", reason)
+        ledger.finish(settings, cmd.command_id, "failed", reason)
         publisher.publish(
             settings.topics.alerts,
             f"trainer:{cmd.command_id}",
