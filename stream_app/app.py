@@ -21,23 +21,9 @@ __all__ = ["build_app"]
 
 def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
     import faust
-    from faust.app.base import BootStrategy
-
-    app_class: type[faust.App] = faust.App
-    if stream.engine == "batch":
-
-        class NoKafka(BootStrategy):
-            """The batch engine consumes and produces with confluent-kafka itself; Faust's own
-            consumer would join the labellers' group with a protocol of its own."""
-
-            enable_kafka = False
-
-        # __module__ decides the logger mode gives the class: keep Faust's, like the agent engine.
-        namespace = {"BootStrategy": NoKafka, "__module__": faust.App.__module__}
-        app_class = type("PersonaStreamApp", (faust.App,), namespace)
 
     state_dir = stream.resolved_state_dir(settings)
-    return app_class(
+    app = faust.App(
         stream.resolved_app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
         datadir=str(state_dir / "faust"),
@@ -63,3 +49,10 @@ def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
         web_port=stream.web_port,
         web_bind=stream.web_host,
     )
+    if stream.engine == "batch":
+        from faust.app.base import BootStrategy
+
+        # The batch engine consumes and produces with confluent-kafka itself; Faust's own consumer
+        # would join the labellers' group with a protocol of its own. Web and timers stay.
+        app.boot_strategy = BootStrategy(app, enable_kafka=False)
+    return app

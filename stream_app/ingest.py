@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from stream_app.labelling import RawRecord, next_offsets
+from stream_app.labelling import RawRecord
 from stream_app.sink import Stopping
 
 if TYPE_CHECKING:
@@ -64,8 +64,7 @@ class BatchIngest(threading.Thread):
         self.on_fatal = on_fatal
         self._consumer_factory = consumer_factory
         self._leave = threading.Event()  # finish the current batch, commit, leave the group
-        self._done: dict[tuple[str, int], int] = {}  # durable, not yet committed
-        self._committed: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}  # last offset committed per partition
         self._last_commit = 0.0
         self._last_lag = 0.0
         self._consumer: Any = None
@@ -118,18 +117,20 @@ class BatchIngest(threading.Thread):
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
         self._commit(consumer, only=revoked, asynchronous=False)
-        for key in revoked:
-            self._done.pop(key, None)
-            self._committed.pop(key, None)
-        self.runtime.assigned = []
+        self._forget(revoked)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
         log.warning(
             "lost partitions %s (session expired); uncommitted work is re-delivered",
             [tp.partition for tp in partitions],
         )
-        for tp in partitions:
-            self._done.pop((tp.topic, tp.partition), None)
+        self._forget({(tp.topic, tp.partition) for tp in partitions})
+
+    def _forget(self, keys: set[tuple[str, int]]) -> None:
+        """Partitions that are no longer ours: their offsets are the next owner's business."""
+        for key in keys:
+            self.runtime.next_offsets.pop(key, None)
+            self._committed.pop(key, None)
         self.runtime.assigned = []
 
     def _commit(
@@ -139,7 +140,7 @@ class BatchIngest(threading.Thread):
 
         pending = {
             key: offset
-            for key, offset in self._done.items()
+            for key, offset in self.runtime.next_offsets.items()
             if self._committed.get(key) != offset and (only is None or key in only)
         }
         if not pending:
@@ -191,9 +192,7 @@ class BatchIngest(threading.Thread):
             records = self._records(messages)
             if records:
                 process(records)  # durable on return (raises Stopping if told to stop first)
-                done = next_offsets(records)
-                self._done.update(done)
-                runtime.next_offsets.update(done)
+                runtime.note_done(records)
             now = time.monotonic()
             if now - self._last_commit >= stream.commit_interval:
                 self._commit(consumer, asynchronous=True)
@@ -249,7 +248,7 @@ class BatchIngest(threading.Thread):
         except Exception:
             return
         for tp in assignment:
-            done = self._done.get((tp.topic, tp.partition))
+            done = self.runtime.next_offsets.get((tp.topic, tp.partition))
             if done is None:
                 continue
             try:

@@ -10,7 +10,7 @@ import pytest
 
 from personas.settings import Settings, TopicNames
 from stream_app.ingest import BatchIngest
-from stream_app.labelling import RawRecord
+from stream_app.labelling import RawRecord, next_offsets
 from stream_app.metrics import StreamMetrics
 from stream_app.settings import StreamSettings
 from stream_app.sink import Stopping
@@ -125,6 +125,7 @@ def _run(
         next_offsets={},
         log_ready=lambda: None,
     )
+    runtime.note_done = lambda records: runtime.next_offsets.update(next_offsets(records))
     fatal: list[BaseException] = []
     holder: dict[str, ScriptedConsumer] = {}
 
