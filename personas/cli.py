@@ -51,11 +51,9 @@ MLFLOW_CLIENT_DEFAULTS = {
 
 def invalid_settings_line(exc: ValidationError) -> str:
     """One line naming each bad setting, e.g. ``invalid StreamSettings: engine: Input should be…``."""
-    parts = []
-    for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "value"
-        parts.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
-    return f"invalid {exc.title}: " + "; ".join(parts)
+    from personas.schemas import describe_errors
+
+    return f"invalid {exc.title}: {describe_errors(exc, with_input=True, empty='value')}"
 
 
 def main() -> None:

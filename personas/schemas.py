@@ -40,6 +40,7 @@ __all__ = [
     "RetrainCommand",
     "SurveyResponse",
     "TrainerAlert",
+    "describe_errors",
     "parse_survey_response",
     "utc_now",
 ]
@@ -230,12 +231,14 @@ TOPIC_SCHEMAS: dict[str, Any] = {
 _KNOWN_VERSIONS = {1}
 
 
-def _first_error(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError, *, with_input: bool = False, empty: str = "event") -> str:
+    """The first three errors on one line, ``field: message`` each (DLQ reasons, CLI errors)."""
     errors = exc.errors(include_url=False)
     parts = []
     for err in errors[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "event"
-        parts.append(f"{where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"]) or empty
+        got = f" (got {err.get('input')!r})" if with_input else ""
+        parts.append(f"{where}: {err['msg']}{got}")
     more = f" (+{len(errors) - 3} more)" if len(errors) > 3 else ""
     return "; ".join(parts) + more
 
@@ -269,4 +272,4 @@ def parse_survey_response(raw: bytes | None) -> SurveyResponse:
     try:
         return SurveyResponse.model_validate(data)
     except ValidationError as exc:
-        raise InvalidEvent("invalid_field", _first_error(exc)) from None
+        raise InvalidEvent("invalid_field", describe_errors(exc)) from None
