@@ -162,7 +162,7 @@ def kafka_throughput(events: int) -> None:
     from monitor.reference import StaticReference
     from monitor.service import MonitorStats, run
     from personas import db
-    from personas.kafka import ensure_topics, producer_config, topic_specs
+    from personas.kafka import admin_config, ensure_topics, producer_config, topic_specs
     from personas.settings import Settings, TopicNames
 
     tag = _uuid.uuid4().hex[:8]
@@ -223,7 +223,7 @@ def kafka_throughput(events: int) -> None:
             f"windows published after {done:.1f} s"
         )
     finally:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(admin_config(settings))
         for future in admin.delete_topics([s.name for s in topic_specs(settings)]).values():
             with contextlib.suppress(Exception):  # cleanup must not hide the figures
                 future.result(15)

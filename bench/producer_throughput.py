@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from personas.catalogue import load_vendor_catalogue
-from personas.kafka import KEEP_FOREVER, TopicSpec, ensure_topics, producer_config
+from personas.kafka import KEEP_FOREVER, TopicSpec, admin_config, ensure_topics, producer_config
 from personas.schemas import SurveyResponse
 from personas.settings import Settings
 from producer.files import read_events, write_events
@@ -113,7 +113,7 @@ def main() -> None:
     finally:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(admin_config(settings))
         for future in admin.delete_topics(list(topics.values()), operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(timeout=60)

@@ -44,7 +44,14 @@ sys.path.insert(0, str(REPO))
 
 from personas import db  # noqa: E402
 from personas.catalogue import FEATURES, load_vendor_catalogue  # noqa: E402
-from personas.kafka import TopicSpec, consumer_config, ensure_topics, producer_config  # noqa: E402
+from personas.kafka import (  # noqa: E402
+    TopicSpec,
+    admin_config,
+    consumer_config,
+    ensure_topics,
+    faust_broker,
+    producer_config,
+)
 from personas.model import CentroidModel  # noqa: E402
 from personas.settings import Settings, TopicNames  # noqa: E402
 
@@ -136,13 +143,13 @@ def run_faust_passthrough(
     tag = uuid.uuid4().hex[:8]
     app = faust.App(
         f"persona-stream-{source}",
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker(settings),
         datadir=f"/tmp/bench-passthrough-{tag}",
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=max(4096, 2 * batch),
         broker_max_poll_records=batch,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka_replication_factor,
     )
     topic = app.topic(
         source, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
@@ -541,7 +548,7 @@ def _free_port() -> int:
 def _cleanup(settings: Settings, topics: list[str], tag: str, schemas: list[Settings]) -> None:
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(admin_config(settings))
     leader = [
         t
         for t in admin.list_topics(timeout=10).topics

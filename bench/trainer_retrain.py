@@ -25,7 +25,7 @@ import numpy as np
 
 from personas import db
 from personas.catalogue import FEATURES, load_vendor_catalogue
-from personas.kafka import ensure_topics, topic_specs
+from personas.kafka import admin_config, ensure_topics, topic_specs
 from personas.model import CentroidModel
 from personas.schemas import RetrainCommand, utc_now
 from personas.settings import Settings, TopicNames
@@ -132,9 +132,7 @@ def main() -> None:
 
         with db.connect(settings, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
-        AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
-            [s.name for s in topic_specs(settings)]
-        )
+        AdminClient(admin_config(settings)).delete_topics([s.name for s in topic_specs(settings)])
         with contextlib.suppress(Exception):
             from personas.registry import client
 

@@ -31,7 +31,7 @@ def connect(
 
     try:
         conn = psycopg.connect(
-            settings.pg_dsn(database),
+            **settings.pg_params(database),  # type: ignore[arg-type]  # libpq keywords
             autocommit=autocommit,
             connect_timeout=max(1, int(timeout)),
             options=f"-c search_path={settings.pg_schema}",

@@ -1,4 +1,11 @@
-"""Kafka plumbing shared by the services: client configs, topic creation, health check.
+"""Kafka plumbing shared by the services: the one place client configurations are built, topic
+creation, health check.
+
+Every Kafka client of the project — producers, consumers, admin clients (confluent-kafka) and the
+Faust agent engine's aiokafka clients — gets its connection settings (bootstrap list, security
+protocol, SASL, TLS, pass-through properties) from :func:`client_config` or :func:`faust_broker`
+here, so a secured cluster reaches every client the same way. A unit test (tests/unit/personas/
+test_kafka_clients.py) fails if a client is built any other way.
 
 Producer defaults favour throughput with safety: idempotent, acks=all, lz4, 20 ms linger and
 large batches (one network round trip per batch, never per event).
@@ -6,17 +13,27 @@ large batches (one network round trip per batch, never per event).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from personas.errors import ServiceUnavailable
+from personas.errors import ConfigError, ServiceUnavailable
 from personas.settings import Settings
 
+if TYPE_CHECKING:
+    import ssl
+
 __all__ = [
+    "TopicDrift",
     "TopicSpec",
+    "admin_config",
+    "aiokafka_options",
     "check_kafka",
+    "client_config",
     "consumer_config",
     "ensure_topics",
+    "explain_kafka_error",
+    "faust_broker",
     "producer_config",
     "topic_specs",
 ]
@@ -31,26 +48,82 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    replication_factor: int = 1
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The topics of DESIGN.md with explicit partition counts and configs."""
+    """The topics of DESIGN.md with explicit partition counts, replication and configs."""
     t = settings.topics
     n = settings.kafka_partitions
+    rf = settings.kafka_replication_factor
+    durability = (
+        {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+        if settings.kafka_min_insync_replicas is not None
+        else {}
+    )
+    keep = {**KEEP_FOREVER, **durability}
     return [
-        TopicSpec(t.responses, n, dict(KEEP_FOREVER)),
-        TopicSpec(t.labels, n, dict(KEEP_FOREVER)),
-        TopicSpec(t.dlq, 1, dict(KEEP_FOREVER)),
-        TopicSpec(t.alerts, 1, dict(KEEP_FOREVER)),
-        TopicSpec(t.retrain, 1, dict(KEEP_FOREVER)),
+        TopicSpec(t.responses, n, dict(keep), rf),
+        TopicSpec(t.labels, n, dict(keep), rf),
+        TopicSpec(t.dlq, 1, dict(keep), rf),
+        TopicSpec(t.alerts, 1, dict(keep), rf),
+        TopicSpec(t.retrain, 1, dict(keep), rf),
         # Compacted: the latest update per model survives; every worker reads it without a group.
-        TopicSpec(t.model_updates, 1, {"cleanup.policy": "compact", "retention.ms": "-1"}),
+        TopicSpec(
+            t.model_updates,
+            1,
+            {"cleanup.policy": "compact", "retention.ms": "-1", **durability},
+            rf,
+        ),
     ]
+
+
+def _existing_file(path: Any, setting: str) -> str:
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{setting}={path}: no such file")
+    return str(path)
+
+
+def client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka connection properties of every client: where the cluster is and how to prove
+    who we are. Secrets come from settings (or their files), never from a command line."""
+    protocol = settings.kafka_security_protocol
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": protocol,
+    }
+    if protocol.startswith("SASL_"):
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism
+        config["sasl.username"] = settings.kafka_username
+        config["sasl.password"] = settings.kafka_secret()
+    if protocol in ("SSL", "SASL_SSL"):
+        ca = settings.kafka_ssl_ca_file
+        # "probe": the system's CA bundle, for managed clusters signed by a public CA.
+        config["ssl.ca.location"] = (
+            _existing_file(ca, "PERSONA_KAFKA_SSL_CA_FILE") if ca is not None else "probe"
+        )
+        if settings.kafka_ssl_cert_file is not None and settings.kafka_ssl_key_file is not None:
+            config["ssl.certificate.location"] = _existing_file(
+                settings.kafka_ssl_cert_file, "PERSONA_KAFKA_SSL_CERT_FILE"
+            )
+            config["ssl.key.location"] = _existing_file(
+                settings.kafka_ssl_key_file, "PERSONA_KAFKA_SSL_KEY_FILE"
+            )
+            key_password = settings.kafka_ssl_key_password.get_secret_value()
+            if key_password:
+                config["ssl.key.password"] = key_password
+        config["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.kafka_ssl_check_hostname else "none"
+        )
+    config.update(settings.kafka_client_properties)
+    return config
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "lz4",
@@ -65,7 +138,7 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 def consumer_config(settings: Settings, group_id: str | None, **overrides: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
     }
@@ -75,38 +148,245 @@ def consumer_config(settings: Settings, group_id: str | None, **overrides: Any) 
     return config
 
 
-def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
-    """Raise ServiceUnavailable naming the broker if it does not answer a metadata request."""
+def admin_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    config = client_config(settings)
+    config.update(overrides)
+    return config
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of aiokafka (the Faust agent engine), from the same settings."""
+    import ssl
+
+    ca = settings.kafka_ssl_ca_file
+    context = ssl.create_default_context(
+        cafile=_existing_file(ca, "PERSONA_KAFKA_SSL_CA_FILE") if ca is not None else None
+    )
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    if settings.kafka_ssl_cert_file is not None and settings.kafka_ssl_key_file is not None:
+        context.load_cert_chain(
+            _existing_file(settings.kafka_ssl_cert_file, "PERSONA_KAFKA_SSL_CERT_FILE"),
+            _existing_file(settings.kafka_ssl_key_file, "PERSONA_KAFKA_SSL_KEY_FILE"),
+            settings.kafka_ssl_key_password.get_secret_value() or None,
+        )
+    return context
+
+
+def aiokafka_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of an aiokafka client (``AIOKafkaConsumer(topic, **options)``) that
+    connect it the way :func:`client_config` connects confluent-kafka's."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_servers,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = _ssl_context(settings)
+    if protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_username
+        options["sasl_plain_password"] = settings.kafka_secret()
+    return options
+
+
+def faust_broker(settings: Settings) -> dict[str, Any]:
+    """``faust.App`` keyword arguments that connect its aiokafka clients the way
+    :func:`client_config` connects confluent-kafka's: broker list and credentials. librdkafka
+    pass-through properties have no aiokafka equivalent and are not applied here."""
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    context = _ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
+    credentials: Any = None
+    if protocol.startswith("SASL_"):
+        credentials = faust.SASLCredentials(
+            username=settings.kafka_username,
+            password=settings.kafka_secret(),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    elif context is not None:
+        credentials = faust.SSLCredentials(context)
+    return {
+        "broker": [f"kafka://{server}" for server in settings.kafka_servers],
+        "broker_credentials": credentials,
+    }
+
+
+#: What librdkafka's error text means for the person reading it, most specific first:
+#: (substring of the error, what happened, the fix).
+_DIAGNOSES: tuple[tuple[str, str, str], ...] = (
+    (
+        "certificate verify failed",
+        "TLS: the broker's certificate is not trusted",
+        "set PERSONA_KAFKA_SSL_CA_FILE to the CA that signed the brokers",
+    ),
+    (
+        "hostname",
+        "TLS: the broker's certificate does not name this host",
+        "connect by a name the certificate lists, or PERSONA_KAFKA_SSL_CHECK_HOSTNAME=false",
+    ),
+    (
+        "invalid credentials",
+        "authentication failed (wrong username or password)",
+        "check PERSONA_KAFKA_USERNAME and PERSONA_KAFKA_PASSWORD(_FILE)",
+    ),
+    (
+        "Authentication failed",
+        "authentication failed",
+        "check PERSONA_KAFKA_SASL_MECHANISM, PERSONA_KAFKA_USERNAME and the password",
+    ),
+    (
+        "Unsupported SASL mechanism",
+        "the broker does not offer this SASL mechanism",
+        "set PERSONA_KAFKA_SASL_MECHANISM to one the listener enables",
+    ),
+    (
+        "SSL handshake failed",
+        "TLS handshake failed",
+        "is this a TLS listener? check PERSONA_KAFKA_SECURITY_PROTOCOL and the port",
+    ),
+    (
+        "Disconnected while requesting ApiVersion",
+        "the broker closed the connection at the first request",
+        "the listener probably expects another protocol: check PERSONA_KAFKA_SECURITY_PROTOCOL",
+    ),
+    (
+        "Connection refused",
+        "nothing listens there",
+        "check PERSONA_KAFKA_BOOTSTRAP_SERVERS; local stack: `make up`",
+    ),
+)
+
+
+def explain_kafka_error(errors: list[str]) -> tuple[str, str]:
+    """(what happened, the fix) for the errors librdkafka reported while connecting."""
+    text = " | ".join(errors)
+    for needle, what, fix in _DIAGNOSES:
+        if needle.lower() in text.lower():
+            return what, fix
+    first = errors[0] if errors else "no answer"
+    return first, "is the cluster up and the address right? (`persona doctor`; local: `make up`)"
+
+
+class _ErrorLog:
+    """librdkafka's error callback, kept: the first errors say why a request timed out."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def __call__(self, err: Any) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(str(err.str() if hasattr(err, "str") else err))
+
+
+def connected_admin(
+    settings: Settings, timeout: float = 5.0
+) -> tuple[Any, Callable[[], list[str]]]:
+    """An AdminClient that has answered one metadata request, and its error log; raises
+    ServiceUnavailable with the reason and the fix (untrusted CA, wrong password, …)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
+    errors = _ErrorLog()
     # log_level 0: a dead broker is reported once, by us, not by librdkafka every 50 ms.
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 0})
+    admin = AdminClient(admin_config(settings, log_level=0, error_cb=errors))
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise ServiceUnavailable(
-            "Kafka", settings.kafka_bootstrap, str(exc.args[0]), "is the stack up? `make up`"
-        ) from None
+        what, fix = explain_kafka_error([*errors.errors, str(exc.args[0])])
+        raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, what, fix) from None
+    return admin, lambda: list(errors.errors)
+
+
+def check_kafka(settings: Settings, timeout: float = 5.0) -> None:
+    """Raise ServiceUnavailable naming the cluster and the fix if it does not answer."""
+    connected_admin(settings, timeout)
+
+
+@dataclass(frozen=True)
+class TopicDrift:
+    """A topic that exists with other settings than the ones configured."""
+
+    name: str
+    differences: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.name}: " + ", ".join(self.differences)
 
 
 def ensure_topics(
     settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 15.0
 ) -> list[str]:
     """Create missing topics (idempotent); returns the names created."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+    created, _ = create_topics(settings, specs, timeout)
+    return created
 
-    check_kafka(settings, timeout=timeout)
+
+def create_topics(
+    settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 15.0
+) -> tuple[list[str], list[TopicDrift]]:
+    """Create missing topics; returns the names created and the topics that already exist with
+    other partitions, replication factor or configs (reported, never altered: that is a
+    decision for the cluster's owner)."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    admin, _ = connected_admin(settings, timeout=timeout)
     specs = topic_specs(settings) if specs is None else specs
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    new = [NewTopic(s.name, s.partitions, 1, config=s.config) for s in specs]
+    new = [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in specs]
     created = []
+    existing = []
     for name, future in admin.create_topics(new, request_timeout=timeout).items():
         try:
             future.result(timeout=timeout)
             created.append(name)
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, str(exc)) from None
-    return created
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                existing.append(name)
+            elif error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise ServiceUnavailable(
+                    "Kafka",
+                    settings.kafka_bootstrap,
+                    f"user {settings.kafka_username or '(anonymous)'} may not create topic {name}",
+                    "create the topics as an admin (`persona topics create`) or grant CREATE",
+                ) from None
+            else:
+                raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, str(error)) from None
+    drift = topic_drift(admin, [s for s in specs if s.name in existing], timeout)
+    return created, drift
+
+
+def topic_drift(admin: Any, specs: list[TopicSpec], timeout: float = 15.0) -> list[TopicDrift]:
+    """Compare existing topics with their specs: partitions, replication factor, configs."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    if not specs:
+        return []
+    metadata = admin.list_topics(timeout=timeout).topics
+    resources = {s.name: ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs}
+    futures = admin.describe_configs(list(resources.values()), request_timeout=timeout)
+    drift = []
+    for spec in specs:
+        differences = []
+        topic = metadata.get(spec.name)
+        if topic is not None and topic.partitions:
+            if len(topic.partitions) != spec.partitions:
+                differences.append(f"{len(topic.partitions)} partitions (want {spec.partitions})")
+            rf = min(len(p.replicas) for p in topic.partitions.values())
+            if rf != spec.replication_factor:
+                differences.append(f"replication factor {rf} (want {spec.replication_factor})")
+        try:
+            entries = futures[resources[spec.name]].result(timeout=timeout)
+        except (KafkaException, TimeoutError) as exc:  # may describe it, not read its configs
+            differences.append(f"configs unreadable ({exc})")
+            entries = {}
+        for key, wanted in spec.config.items():
+            entry = entries.get(key)
+            if entry is not None and str(entry.value) != wanted:
+                differences.append(f"{key}={entry.value} (want {wanted})")
+        if differences:
+            drift.append(TopicDrift(spec.name, differences))
+    return drift

@@ -8,13 +8,28 @@ read at import time: build ``Settings()`` in ``main()`` / the CLI and pass it do
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "TopicNames"]
+__all__ = ["KafkaProtocol", "PgSslMode", "SaslMechanism", "Settings", "TopicNames", "read_secret"]
+
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+PgSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+def read_secret(path: Path, setting: str) -> str:
+    """A secret kept in a file (a mounted Kubernetes/Docker secret): its text without the final
+    newline. A missing or unreadable file is a ConfigError naming the setting, never a traceback."""
+    from personas.errors import ConfigError
+
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{setting}={path}: cannot read the secret ({exc.strerror})") from None
 
 
 class TopicNames(BaseSettings):
@@ -48,12 +63,55 @@ class Settings(BaseSettings):
     """Connection and location settings shared by every service. Env: ``PERSONA_<FIELD>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PERSONA_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="PERSONA_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        env_ignore_empty=True,  # `.env.example` copied as is: an empty value is the default
     )
 
-    # Kafka
+    # Kafka: where, and how clients prove who they are (docs/deploying.md)
     kafka_host: str = Field("127.0.0.1", description="Host the Kafka broker listens on.")
     kafka_port: int = Field(9092, description="Kafka broker (client) port.")
+    kafka_bootstrap_servers: str = Field(
+        "",
+        description="Comma-separated bootstrap list (a:9093,b:9093); empty = kafka_host:kafka_port.",
+    )
+    kafka_security_protocol: KafkaProtocol = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_mechanism: SaslMechanism = Field(
+        "SCRAM-SHA-512", description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL_* only)."
+    )
+    kafka_username: str = Field("", description="SASL username (SASL_* only).")
+    kafka_password: SecretStr = Field(SecretStr(""), description="SASL password.")
+    kafka_password_file: Path | None = Field(
+        None, description="File holding the SASL password (a mounted secret); wins over the value."
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that signed the brokers (SSL/SASL_SSL); empty = system CAs.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS; needs kafka_ssl_key_file."
+    )
+    kafka_ssl_key_file: Path | None = Field(None, description="Client private key (PEM), mTLS.")
+    kafka_ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="Password of an encrypted client key."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Verify that the broker certificate names the host we connect to."
+    )
+    kafka_client_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description='Any other librdkafka property, as JSON: {"socket.keepalive.enable": "true"}.',
+    )
+    kafka_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics `persona topics create` makes."
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of those topics; empty = broker default."
+    )
     kafka_controller_port: int = Field(9093, description="KRaft controller port (local stack).")
     kafka_version: str = Field("4.4.0", description="Apache Kafka release the local stack runs.")
     kafka_partitions: int = Field(
@@ -65,6 +123,20 @@ class Settings(BaseSettings):
     pg_port: int = Field(5433, description="PostgreSQL port (5433 avoids a system server).")
     pg_user: str = Field("persona", description="PostgreSQL role the services use.")
     pg_password: SecretStr = Field(SecretStr("persona"), description="Password of pg_user.")
+    pg_password_file: Path | None = Field(
+        None, description="File holding pg_user's password (a mounted secret); wins over the value."
+    )
+    pg_url: SecretStr = Field(
+        SecretStr(""),
+        description="Full libpq DSN (postgresql://user@host:port/db?sslmode=...); wins over the parts.",
+    )
+    pg_sslmode: PgSslMode = Field(
+        "prefer",
+        description="libpq sslmode: disable … verify-full (managed services: verify-full).",
+    )
+    pg_sslrootcert: Path | None = Field(None, description="CA file that signed the server (PEM).")
+    pg_sslcert: Path | None = Field(None, description="Client certificate for TLS client auth.")
+    pg_sslkey: Path | None = Field(None, description="Client key for TLS client auth.")
     pg_database: str = Field("personas", description="Application database.")
     pg_mlflow_database: str = Field("mlflow", description="Database of the MLflow backend store.")
 
@@ -86,23 +158,113 @@ class Settings(BaseSettings):
     stack_dir: Path = Field(Path(".stack"), description="Data, logs and PID files of the stack.")
     cache_dir: Path = Field(Path(".cache"), description="Downloaded Kafka jars (not committed).")
 
+    @model_validator(mode="after")
+    def _consistent_security(self) -> Settings:
+        """Settings that cannot work together fail at start-up, naming the variables, instead of
+        as a handshake timeout minutes later."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not self.kafka_username:
+            raise ValueError(
+                f"PERSONA_KAFKA_SECURITY_PROTOCOL={protocol} needs PERSONA_KAFKA_USERNAME"
+            )
+        tls_files = {
+            "PERSONA_KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
+            "PERSONA_KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+            "PERSONA_KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file,
+        }
+        if protocol not in ("SSL", "SASL_SSL"):
+            for name, value in tls_files.items():
+                if value is not None:
+                    raise ValueError(
+                        f"{name} is set but PERSONA_KAFKA_SECURITY_PROTOCOL={protocol} does not "
+                        "use TLS (SSL or SASL_SSL)"
+                    )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError(
+                "mutual TLS needs both PERSONA_KAFKA_SSL_CERT_FILE and PERSONA_KAFKA_SSL_KEY_FILE"
+            )
+        return self
+
+    @property
+    def kafka_servers(self) -> list[str]:
+        """The bootstrap brokers as ``host:port`` strings."""
+        if self.kafka_bootstrap_servers.strip():
+            return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+        return [f"{self.kafka_host}:{self.kafka_port}"]
+
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        """The bootstrap list as librdkafka wants it, and as messages name the cluster."""
+        return ",".join(self.kafka_servers)
+
+    def kafka_secret(self) -> str:
+        """The SASL password: from its file when one is configured, else the value."""
+        if self.kafka_password_file is not None:
+            return read_secret(self.kafka_password_file, "PERSONA_KAFKA_PASSWORD_FILE")
+        return self.kafka_password.get_secret_value()
 
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"http://{self.mlflow_host}:{self.mlflow_port}"
 
+    def pg_secret(self) -> str:
+        """pg_user's password: from its file when one is configured, else the value."""
+        if self.pg_password_file is not None:
+            return read_secret(self.pg_password_file, "PERSONA_PG_PASSWORD_FILE")
+        return self.pg_password.get_secret_value()
+
+    def pg_params(self, database: str | None = None) -> dict[str, str]:
+        """libpq keyword parameters of a connection (password included): the DSN when one is
+        configured, completed by the parts it leaves out; ``database`` replaces its dbname."""
+        params: dict[str, str] = {}
+        url = self.pg_url.get_secret_value()
+        if url:
+            from psycopg.conninfo import conninfo_to_dict
+
+            params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+        else:
+            params = {
+                "host": self.pg_host,
+                "port": str(self.pg_port),
+                "user": self.pg_user,
+                "dbname": self.pg_database,
+            }
+        if database is not None:
+            params["dbname"] = database
+        params.setdefault("sslmode", self.pg_sslmode)
+        for key, path in (
+            ("sslrootcert", self.pg_sslrootcert),
+            ("sslcert", self.pg_sslcert),
+            ("sslkey", self.pg_sslkey),
+        ):
+            if path is not None:
+                params.setdefault(key, str(path))
+        explicit = self.pg_password_file is not None or "pg_password" in self.model_fields_set
+        if "password" not in params and (explicit or not url):
+            params["password"] = self.pg_secret()
+        return params
+
     def pg_dsn(self, database: str | None = None, *, with_password: bool = True) -> str:
         """libpq URI; ``with_password=False`` for anything printed or logged."""
-        auth = quote(self.pg_user)
-        if with_password:
-            auth += ":" + quote(self.pg_password.get_secret_value())
-        return f"postgresql://{auth}@{self.pg_host}:{self.pg_port}/{database or self.pg_database}"
+        return _pg_uri("postgresql", self.pg_params(database), with_password=with_password)
 
     def mlflow_backend_uri(self) -> str:
-        """SQLAlchemy URI of MLflow's backend store (psycopg 3 driver; psycopg2 is not installed)."""
-        return self.pg_dsn(self.pg_mlflow_database).replace(
-            "postgresql://", "postgresql+psycopg://"
-        )
+        """SQLAlchemy URI of MLflow's backend store (psycopg 3 driver; psycopg2 is not installed).
+        It holds the password: give it to the server by environment, never on its command line."""
+        return _pg_uri("postgresql+psycopg", self.pg_params(self.pg_mlflow_database))
+
+
+def _pg_uri(scheme: str, params: dict[str, str], *, with_password: bool = True) -> str:
+    rest = dict(params)
+    auth = quote(rest.pop("user", ""), safe="")
+    password = rest.pop("password", None)
+    if with_password and password:
+        auth += ":" + quote(password, safe="")
+    host = rest.pop("host", "")
+    port = rest.pop("port", "")
+    database = rest.pop("dbname", "")
+    netloc = f"{auth}@{host}" if auth else host
+    if port:
+        netloc += f":{port}"
+    query = urlencode(rest, safe="/")
+    return f"{scheme}://{netloc}/{quote(database, safe='')}" + (f"?{query}" if query else "")

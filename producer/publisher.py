@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from personas.errors import ConfigError, InputFileError, InvalidEvent
-from personas.kafka import KEEP_FOREVER, TopicSpec, ensure_topics, producer_config
+from personas.kafka import KEEP_FOREVER, TopicSpec, admin_config, ensure_topics, producer_config
 from personas.schemas import parse_survey_response
 from personas.settings import Settings
 from producer.files import read_events
@@ -133,7 +133,7 @@ def topic_timestamp_policy(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
+    admin = AdminClient(admin_config(settings, log_level=4))
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     try:
         entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(

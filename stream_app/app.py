@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from personas.kafka import faust_broker
 from personas.settings import Settings
 from stream_app.settings import StreamSettings
 
@@ -25,7 +26,7 @@ def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
     state_dir = stream.resolved_state_dir(settings)
     app = faust.App(
         stream.resolved_app_id(settings),
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker(settings),
         datadir=str(state_dir / "faust"),
         autodiscover=False,
         store="memory://",
@@ -42,7 +43,7 @@ def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
         broker_max_poll_records=max(500, stream.max_batch),
         broker_session_timeout=stream.session_timeout,
         broker_heartbeat_interval=min(3.0, stream.session_timeout / 3),
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka_replication_factor,
         producer_acks=-1,
         web_enabled=True,
         web_host=stream.web_host,

@@ -21,7 +21,7 @@ from infra.demo.services import ChildService, persona_argv, settings_env
 from infra.demo.summary import label_counts, plot, print_summary
 from personas import db
 from personas.errors import PersonaError
-from personas.kafka import check_kafka, ensure_topics, topic_specs
+from personas.kafka import admin_config, check_kafka, ensure_topics, topic_specs
 from personas.settings import Settings
 
 __all__ = ["DemoOptions", "DemoResult", "reset_state", "run_demo"]
@@ -60,7 +60,7 @@ def reset_state(settings: Settings, console: Console) -> None:
     from confluent_kafka.admin import AdminClient
 
     names = [s.name for s in topic_specs(settings)]
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(admin_config(settings))
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [n for n in names if n in existing]
     if doomed:

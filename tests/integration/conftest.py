@@ -13,7 +13,7 @@ import pytest
 
 from personas import db
 from personas.errors import ServiceUnavailable
-from personas.kafka import TopicSpec, check_kafka, ensure_topics, topic_specs
+from personas.kafka import TopicSpec, admin_config, check_kafka, ensure_topics, topic_specs
 from personas.settings import Settings, TopicNames
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def topic_factory(stack_settings: Settings) -> Iterator[Callable[..., str]]:
 
     yield make
     if created:
-        admin = AdminClient({"bootstrap.servers": stack_settings.kafka_bootstrap})
+        admin = AdminClient(admin_config(stack_settings))
         for future in admin.delete_topics(created, operation_timeout=10).values():
             with contextlib.suppress(Exception):  # cleanup must not mask the test's own result
                 future.result(timeout=15)
@@ -85,7 +85,7 @@ def isolated_settings(stack_settings: Settings, unique: str) -> Iterator[Setting
     ensure_topics(settings, topic_specs(settings))
     db.apply_migrations(settings)
     yield settings
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(admin_config(settings))
     for future in admin.delete_topics(
         [s.name for s in topic_specs(settings)], operation_timeout=10
     ).values():

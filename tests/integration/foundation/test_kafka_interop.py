@@ -9,19 +9,14 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 
+from personas.kafka import admin_config, aiokafka_options, consumer_config, producer_config
 from personas.settings import Settings
 
 N = 50
 
 
 def _confluent_consume(settings: Settings, topic: str, n: int) -> list[tuple[bytes, bytes, int]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"g-{topic}",
-            "auto.offset.reset": "earliest",
-        }
-    )
+    consumer = Consumer(consumer_config(settings, f"g-{topic}"))
     consumer.subscribe([topic])
     got: list[tuple[bytes, bytes, int]] = []
     deadline = time.monotonic() + 30
@@ -41,7 +36,7 @@ def test_confluent_to_aiokafka(stack_settings: Settings, topic_factory):
 
     topic = topic_factory("interop-c2a", partitions=2)
     base_ts = 1_735_689_600_000  # 2025-01-01: old timestamps must be accepted (replays)
-    producer = Producer({"bootstrap.servers": stack_settings.kafka_bootstrap})
+    producer = Producer(producer_config(stack_settings))
     for i in range(N):
         producer.produce(topic, key=f"k{i}", value=f"v{i}", timestamp=base_ts + i)
     assert producer.flush(15) == 0
@@ -49,7 +44,7 @@ def test_confluent_to_aiokafka(stack_settings: Settings, topic_factory):
     async def consume() -> list[tuple[bytes, bytes, int]]:
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=stack_settings.kafka_bootstrap,
+            **aiokafka_options(stack_settings),
             group_id=f"g-{topic}",
             auto_offset_reset="earliest",
         )
@@ -78,7 +73,7 @@ def test_aiokafka_to_confluent(stack_settings: Settings, topic_factory):
     topic = topic_factory("interop-a2c", partitions=2)
 
     async def produce() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=stack_settings.kafka_bootstrap)
+        producer = AIOKafkaProducer(**aiokafka_options(stack_settings))
         await producer.start()
         try:
             for i in range(N):
@@ -111,4 +106,4 @@ def test_broker_is_the_pinned_version(stack_settings: Settings):
     assert pid is not None, "the stack's Kafka is not the one answering"
     cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
     assert f"kafka-{stack_settings.kafka_version}" in cmd
-    assert AdminClient({"bootstrap.servers": stack_settings.kafka_bootstrap}).list_topics(timeout=5)
+    assert AdminClient(admin_config(stack_settings)).list_topics(timeout=5)

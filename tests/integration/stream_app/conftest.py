@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from stream_helpers import Worker, start_worker
 
+from personas.kafka import admin_config
 from personas.settings import Settings
 
 
@@ -29,7 +30,7 @@ def workers(isolated_settings: Settings, tmp_path: Path) -> Iterator[Callable[..
     # Faust's own topics of this test's app id (the assignor's leader topic).
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": isolated_settings.kafka_bootstrap})
+    admin = AdminClient(admin_config(isolated_settings))
     prefix = f"persona-stream-{isolated_settings.topics.responses}"
     mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
     if mine:

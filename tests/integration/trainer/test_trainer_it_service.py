@@ -12,6 +12,7 @@ from trainer_helpers import FEB, blobs, command, insert_labels, read_all
 
 from personas import registry
 from personas.catalogue import Catalogue
+from personas.kafka import consumer_config, producer_config
 from personas.model import CentroidModel
 from personas.schemas import RetrainCommand
 from personas.settings import Settings
@@ -48,7 +49,7 @@ def test_trainer_consumes_queued_commands_and_commits(
     with Publisher(s) as pub:
         pub.publish(s.topics.retrain, None, first)
         pub.publish(s.topics.retrain, None, command(FEB, FEB + WEEK, "duplicate"))
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap})
+    producer = Producer(producer_config(s))
     producer.produce(s.topics.retrain, b'{"not": "a command"}')
     assert producer.flush(10) == 0
     with Publisher(s) as pub:
@@ -82,7 +83,7 @@ def test_trainer_consumes_queued_commands_and_commits(
     assert [a["kind"] for a in alerts] == ["retrain_failed"]
     assert "unusable retrain command at offset 2" in alerts[0]["message"]
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": ts.group_id})
+    consumer = Consumer(consumer_config(s, ts.group_id))
     try:
         committed = consumer.committed([TopicPartition(s.topics.retrain, 0)], timeout=10)
     finally:

@@ -11,6 +11,7 @@ import numpy as np
 
 from personas import db
 from personas.catalogue import FEATURES
+from personas.kafka import consumer_config
 from personas.model import CentroidModel
 from personas.schemas import RetrainCommand, utc_now
 from personas.settings import Settings
@@ -79,13 +80,7 @@ def read_all(settings: Settings, topic: str) -> list[tuple[str | None, dict[str,
     """Every message of partition 0 of ``topic`` up to the high watermark (exact, no timeout race)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"read-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer(consumer_config(settings, f"read-{uuid.uuid4().hex}"))
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
         if high <= low:
