@@ -31,7 +31,7 @@ class DetachedService(ABC):
     marker: str  # a string its command line contains
     start_timeout: float
     stop_timeout: float
-    port_settings: tuple[tuple[str, str], ...]  # (host field, port field) of Settings to check
+    port_settings: tuple[tuple[str, str], ...] = ()  # (host field, port field) of Settings
 
     def __init__(self, settings: Settings, layout: Layout) -> None:
         self.settings = settings
@@ -51,6 +51,17 @@ class DetachedService(ABC):
     @abstractmethod
     def detail(self) -> str: ...
 
+    @property
+    def log(self) -> Path:
+        return self.layout.log_file(self.name)
+
+    def ports(self) -> list[tuple[str, int, str]]:
+        """(host, port, the variable that moves it) of every port the service listens on."""
+        return [
+            (getattr(self.settings, h), getattr(self.settings, p), f"PERSONA_{p.upper()}")
+            for h, p in self.port_settings
+        ]
+
     def pid(self) -> int | None:
         return owned_pid(self.layout.pid_file(self.name), self.marker)
 
@@ -59,15 +70,13 @@ class DetachedService(ABC):
             if wait_until(self.answers, self.start_timeout):
                 return "already running"
             raise StackError(
-                f"{self.label} is running but does not answer at {self.address}; "
-                f"see {self.layout.log_file(self.name)}"
+                f"{self.label} is running but does not answer at {self.address}; see {self.log}"
             )
-        for host_field, port_field in self.port_settings:
-            host, port = getattr(self.settings, host_field), getattr(self.settings, port_field)
+        for host, port, variable in self.ports():
             if port_open(host, port):
                 raise StackError(
                     f"port {port} on {host} is taken by a process that is not this stack's "
-                    f"{self.label}; stop it or set PERSONA_{port_field.upper()}"
+                    f"{self.label}; stop it or set {variable}"
                 )
         argv, env, log = self.prepare()
         offset = log.stat().st_size if log.exists() else 0
@@ -84,7 +93,7 @@ class DetachedService(ABC):
                 if exited
                 else f"did not answer within {self.start_timeout:.0f} s"
             )
-            logs = {self.layout.log_file(self.name), log}
+            logs = {self.log, log}
             raise StackError(
                 f"{self.label} {what} (pid {pid}); see "
                 f"{' and '.join(str(p) for p in sorted(logs))}:\n{_tail_since(log, offset)}"

@@ -16,8 +16,13 @@ class Layout:
     cache: Path
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Layout:
-        return cls(root=settings.stack_dir.resolve(), cache=settings.cache_dir.resolve())
+    def from_settings(cls, settings: Settings, profile: str = "default") -> Layout:
+        """The default stack's files live in the stack folder, another profile's in a subfolder
+        of it named after the profile (``.stack/cluster``); the jar cache is shared."""
+        root = settings.stack_dir.resolve()
+        if profile != "default":
+            root = root / profile
+        return cls(root=root, cache=settings.cache_dir.resolve())
 
     def service_dir(self, service: str) -> Path:
         return self.root / service

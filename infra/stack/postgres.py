@@ -23,6 +23,15 @@ from personas.settings import Settings
 __all__ = ["PostgresService", "find_bin_dir", "install_postgres"]
 
 START_TIMEOUT = 60
+RELOCATED = Path("/var/lib/persona-stream")
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """Whether a user who is neither the owner nor in the group can reach ``path`` (the nearest
+    existing folder and every parent of it must be executable by others)."""
+    while not path.exists():
+        path = path.parent
+    return all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents))
 
 
 def find_bin_dir() -> Path | None:
@@ -68,14 +77,23 @@ class PostgresService:
 
     def _home(self) -> Path:
         home = self.layout.service_dir("postgres")
-        if not self.as_root:
+        if not self.as_root or _traversable_by_others(self.layout.root):
             return home
-        # The postgres user must be able to reach the folder; if the project lives somewhere
-        # others cannot traverse (e.g. under /root), keep the cluster in /var/lib, keyed by path.
-        if all(os.stat(p).st_mode & 0o001 for p in self.layout.root.parents):
-            return home
+        # As root, PostgreSQL runs as the `postgres` user, which must reach its data folder and
+        # write its log; if the project lives where others cannot go (a 0700 home directory),
+        # everything that user touches lives in /var/lib instead, keyed by the stack's path.
         digest = hashlib.sha1(str(self.layout.root).encode()).hexdigest()[:12]
-        return Path("/var/lib/persona-stream") / digest / "postgres"
+        return RELOCATED / digest / "postgres"
+
+    @property
+    def relocated(self) -> bool:
+        return self.home != self.layout.service_dir("postgres")
+
+    @property
+    def log(self) -> Path:
+        """Where the server writes its log: beside its data when it had to leave the stack folder
+        (the stack's logs folder then holds a symlink to it)."""
+        return self.home / "postgres.log" if self.relocated else self.layout.log_file(self.name)
 
     @property
     def data(self) -> Path:
@@ -85,14 +103,19 @@ class PostgresService:
     def address(self) -> str:
         return self.settings.pg_dsn(with_password=False)
 
-    def _run(self, argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    def _run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         if self.as_root:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         # A session of its own, like Kafka and MLflow: the postmaster must not share the caller's
         # process group, or a SIGINT meant for the calling shell (Ctrl-C, a job runner cleaning
         # up) becomes PostgreSQL's "fast shutdown" under the running stack.
-        return subprocess.run(  # type: ignore[call-overload]
-            argv, capture_output=True, text=True, check=False, start_new_session=True, **kw
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            start_new_session=True,
+            timeout=timeout,
         )
 
     def pid(self) -> int | None:
@@ -130,7 +153,7 @@ class PostgresService:
                 shutil.chown(self.home / "run", "postgres", "postgres")
                 shutil.chown(pw.name, "postgres", "postgres")
                 for parent in self.home.parents:
-                    if str(parent).startswith("/var/lib/persona-stream"):
+                    if parent.is_relative_to(RELOCATED):
                         os.chmod(parent, 0o755)
             result = self._run(
                 [
@@ -158,7 +181,7 @@ class PostgresService:
                 self._ensure_databases()
                 return "already running"
             raise StackError(
-                f"PostgreSQL is running but does not answer at {self.address}; see {self.layout.log_file(self.name)}"
+                f"PostgreSQL is running but does not answer at {self.address}; see {self.log}"
             )
         if port_open(self.settings.pg_host, self.settings.pg_port):
             raise StackError(
@@ -167,11 +190,7 @@ class PostgresService:
             )
         bin_dir = find_bin_dir() or install_postgres()
         self._initdb(bin_dir)
-        log = self.layout.log_file(self.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        if self.as_root:
-            log.touch()
-            shutil.chown(log, "postgres", "postgres")
+        log = self._prepare_log()
         options = (
             f"-p {self.settings.pg_port} -c listen_addresses={self.settings.pg_host} "
             f"-k {self.home / 'run'} -c max_connections=200"
@@ -200,6 +219,20 @@ class PostgresService:
         self._ensure_databases()
         return "started"
 
+    def _prepare_log(self) -> Path:
+        log = self.log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        if self.as_root:
+            log.touch()
+            shutil.chown(log, "postgres", "postgres")
+        if self.relocated:  # `.stack/logs/postgres.log` still leads to it
+            link = self.layout.log_file(self.name)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(log)
+        return log
+
     def _ensure_databases(self) -> None:
         import psycopg
         from psycopg import sql
@@ -227,5 +260,9 @@ class PostgresService:
     def status(self) -> ServiceStatus:
         pid = self.pid()
         return ServiceStatus(
-            self.name, self.address, pid, pid is not None and self.answers(), f"data {self.data}"
+            self.name,
+            self.address,
+            pid,
+            pid is not None and self.answers(),
+            f"data {self.data}, log {self.log}",
         )

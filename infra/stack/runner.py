@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from infra.stack.kafka import KafkaService
@@ -23,6 +24,9 @@ class Service(Protocol):
 
     @property
     def address(self) -> str: ...
+
+    @property
+    def log(self) -> Path: ...
 
     def start(self) -> str: ...
 
@@ -63,9 +67,9 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
 def _still_answering(started: list[Service], settings: Settings) -> None:
     for service in started:
         if not service.status().answers:
-            log = Layout.from_settings(settings).log_file(service.name)
             raise StackError(
-                f"{service.name} at {service.address} stopped answering after it started; see {log}"
+                f"{service.name} at {service.address} stopped answering after it started; "
+                f"see {service.log}"
             )
 
 
