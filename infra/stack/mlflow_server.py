@@ -62,8 +62,6 @@ class MlflowService(DetachedService):
         argv = [
             self._executable(),
             "server",
-            "--backend-store-uri",
-            self.settings.mlflow_backend_uri(),
             "--artifacts-destination",
             self.artifacts.as_uri(),
             "--serve-artifacts",
@@ -74,7 +72,13 @@ class MlflowService(DetachedService):
             "--workers",
             "2",
         ]
-        env = dict(os.environ, MLFLOW_ENABLE_WORKSPACES="false")
+        # The backend URI holds PostgreSQL's password: by environment (`mlflow server` reads
+        # MLFLOW_BACKEND_STORE_URI), never on the command line, which `ps` shows to every user.
+        env = dict(
+            os.environ,
+            MLFLOW_ENABLE_WORKSPACES="false",
+            MLFLOW_BACKEND_STORE_URI=self.settings.mlflow_backend_uri(),
+        )
         return argv, env, self.layout.log_file(self.name)
 
     def detail(self) -> str:
