@@ -95,12 +95,23 @@ topics_app = typer.Typer(help="Kafka topics of the contract.", no_args_is_help=T
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create the six topics with their partition counts and retention (idempotent)."""
-    from personas.kafka import ensure_topics
+    """Create the six topics that are missing, with the configured partitions, replication factor
+    (PERSONA_KAFKA_REPLICATION_FACTOR) and min.insync.replicas (PERSONA_KAFKA_MIN_INSYNC_REPLICAS).
+
+    Topics that already exist are never changed; those whose partitions, replication factor or
+    configs differ from the settings are listed, and the command then exits 1. On a secured
+    cluster run it as a user allowed to create topics (an admin).
+    """
+    from personas.kafka import create_topics
     from personas.settings import Settings
 
-    created = ensure_topics(Settings())
+    settings = Settings()
+    created, drift = create_topics(settings)
     typer.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+    for topic in drift:
+        typer.secho(f"differs: {topic}", fg=typer.colors.YELLOW, err=True)
+    if drift:
+        raise typer.Exit(1)
 
 
 schemas_app = typer.Typer(help="Event schemas of the topics.", no_args_is_help=True)
@@ -178,8 +189,59 @@ def demo(
     run_demo(Settings(), options)
 
 
+def doctor(
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            "-s",
+            help="Check the Kafka ACLs of this service only (producer, stream, monitor, trainer, "
+            "serve; repeatable). Default: all of them.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document, for tools.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds each check may take.", min=0.5)] = 5.0,
+) -> None:
+    """Check every configured service: Kafka (reachable, TLS verified, authenticated, authorised
+    for the service's topics and groups, topics present with their partitions and replication),
+    PostgreSQL (reachable, TLS, authenticated, schema migrated) and MLflow (reachable,
+    authenticated, champion registered). One line each; exit 0 only if every check holds.
+
+    It uses the same settings as the services (PERSONA_* variables, .env): run it with the
+    environment a service will run with, e.g. that service's Kafka user and --service.
+    """
+    import json
+
+    from personas.access import SERVICES
+    from personas.doctor import diagnose
+    from personas.settings import Settings
+
+    settings = Settings()
+    chosen = service or list(SERVICES)
+
+    def show(check: object) -> None:
+        from personas.doctor import Check
+
+        assert isinstance(check, Check)
+        colour = {"ok": typer.colors.GREEN, "fail": typer.colors.RED, "note": None}[check.status]
+        typer.secho(check.line(), fg=colour)
+
+    checks = diagnose(settings, chosen, timeout=timeout, on_check=None if as_json else show)
+    failed = [c for c in checks if not c.ok]
+    if as_json:
+        typer.echo(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}))
+    else:
+        typer.echo(
+            f"{len(checks) - len(failed)} of {len(checks)} checks hold"
+            + (f"; {len(failed)} failed" if failed else "")
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+    app.command("doctor")(doctor)
     app.add_typer(stack_app, name="stack")
     app.add_typer(db_app, name="db")
     app.add_typer(topics_app, name="topics")

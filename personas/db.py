@@ -17,7 +17,14 @@ from personas.settings import Settings
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["apply_migrations", "check_postgres", "connect", "migrations"]
+__all__ = [
+    "apply_migrations",
+    "check_postgres",
+    "connect",
+    "explain_postgres_error",
+    "migrations",
+    "pending_migrations",
+]
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]*$")
 _MIGRATION = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
@@ -38,13 +45,62 @@ def connect(
             application_name="persona-stream",
         )
     except psycopg.OperationalError as exc:
+        what, fix = explain_postgres_error(str(exc))
         raise ServiceUnavailable(
-            "PostgreSQL",
-            settings.pg_dsn(database, with_password=False),
-            str(exc).strip().splitlines()[0] if str(exc).strip() else "connection failed",
-            "is the stack up? `make up` / `persona stack status`",
+            "PostgreSQL", settings.pg_dsn(database, with_password=False), what, fix
         ) from None
     return conn
+
+
+#: libpq's words -> (what happened, the fix), most specific first.
+_DIAGNOSES: tuple[tuple[str, str, str], ...] = (
+    (
+        "password authentication failed",
+        "authentication failed (wrong user or password)",
+        "check PERSONA_PG_USER and PERSONA_PG_PASSWORD(_FILE)",
+    ),
+    (
+        "certificate verify failed",
+        "TLS: the server's certificate is not trusted",
+        "set PERSONA_PG_SSLROOTCERT to the CA that signed the server",
+    ),
+    (
+        "does not match host name",
+        "TLS: the server's certificate does not name this host",
+        "connect by a name the certificate lists, or PERSONA_PG_SSLMODE=verify-ca",
+    ),
+    (
+        "no encryption",
+        "the server accepts this user only over TLS",
+        "set PERSONA_PG_SSLMODE=verify-full and PERSONA_PG_SSLROOTCERT",
+    ),
+    (
+        "server does not support SSL",
+        "the server does not offer TLS",
+        "use PERSONA_PG_SSLMODE=prefer or enable ssl on the server",
+    ),
+    (
+        "root certificate file",
+        "TLS: the CA file cannot be read",
+        "check PERSONA_PG_SSLROOTCERT",
+    ),
+    ("does not exist", "database or role does not exist", "check PERSONA_PG_DATABASE / PG_USER"),
+    (
+        "Connection refused",
+        "nothing listens there",
+        "check PERSONA_PG_HOST/PORT or PERSONA_PG_URL; local stack: `make up`",
+    ),
+)
+
+
+def explain_postgres_error(text: str) -> tuple[str, str]:
+    """(what happened, the fix) for a libpq connection error."""
+    for needle, what, fix in _DIAGNOSES:
+        if needle.lower() in text.lower():
+            return what, fix
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else "connection failed"
+    return first, "is the server up? `persona doctor`; local stack: `make up`"
 
 
 def check_postgres(settings: Settings, timeout: float = 3) -> None:
@@ -86,3 +142,19 @@ def apply_migrations(settings: Settings) -> list[str]:
             applied.append(version)
         conn.commit()
     return applied
+
+
+def pending_migrations(settings: Settings) -> list[str]:
+    """Versions not yet applied to the configured schema (all of them if it has none)."""
+    with connect(settings, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM information_schema.tables"
+            " WHERE table_schema = %s AND table_name = 'schema_migrations'",
+            (settings.pg_schema,),
+        ).fetchone()
+        done = (
+            {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            if exists
+            else set()
+        )
+    return [version for version, _ in migrations() if version not in done]

@@ -32,7 +32,8 @@ class InputFileError(PersonaError):
 
 
 class ServiceUnavailable(PersonaError):
-    """A service we depend on does not answer; the message names it and its address."""
+    """A service we depend on does not answer, refuses us or is misconfigured; the message names
+    it, its address, what happened and the fix."""
 
     exit_code = 3
 
@@ -41,9 +42,11 @@ class ServiceUnavailable(PersonaError):
         self.address = address
         self.reason = reason
         self.hint = hint
-        text = f"{service} at {address} is not reachable"
-        if reason:
-            text += f": {reason}"
+        text = (
+            f"{service} at {address}: {reason}"
+            if reason
+            else f"{service} at {address} is not reachable"
+        )
         if hint:
             text += f" ({hint})"
         super().__init__(text)

@@ -31,6 +31,7 @@ __all__ = [
     "check_kafka",
     "client_config",
     "consumer_config",
+    "create_topics",
     "ensure_topics",
     "explain_kafka_error",
     "faust_broker",
@@ -45,37 +46,40 @@ KEEP_FOREVER = {"retention.ms": "-1", "retention.bytes": str(2 * 1024**3)}
 
 @dataclass(frozen=True)
 class TopicSpec:
+    """A topic as we create it. Replication factor and ``min.insync.replicas`` left out come
+    from settings (``kafka_replication_factor``, ``kafka_min_insync_replicas``)."""
+
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
-    replication_factor: int = 1
+    replication_factor: int | None = None
+
+    def resolved(self, settings: Settings) -> TopicSpec:
+        config = dict(self.config)
+        if settings.kafka_min_insync_replicas is not None:
+            config.setdefault("min.insync.replicas", str(settings.kafka_min_insync_replicas))
+        return TopicSpec(
+            self.name,
+            self.partitions,
+            config,
+            self.replication_factor or settings.kafka_replication_factor,
+        )
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The topics of DESIGN.md with explicit partition counts, replication and configs."""
     t = settings.topics
     n = settings.kafka_partitions
-    rf = settings.kafka_replication_factor
-    durability = (
-        {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
-        if settings.kafka_min_insync_replicas is not None
-        else {}
-    )
-    keep = {**KEEP_FOREVER, **durability}
-    return [
-        TopicSpec(t.responses, n, dict(keep), rf),
-        TopicSpec(t.labels, n, dict(keep), rf),
-        TopicSpec(t.dlq, 1, dict(keep), rf),
-        TopicSpec(t.alerts, 1, dict(keep), rf),
-        TopicSpec(t.retrain, 1, dict(keep), rf),
+    specs = [
+        TopicSpec(t.responses, n, dict(KEEP_FOREVER)),
+        TopicSpec(t.labels, n, dict(KEEP_FOREVER)),
+        TopicSpec(t.dlq, 1, dict(KEEP_FOREVER)),
+        TopicSpec(t.alerts, 1, dict(KEEP_FOREVER)),
+        TopicSpec(t.retrain, 1, dict(KEEP_FOREVER)),
         # Compacted: the latest update per model survives; every worker reads it without a group.
-        TopicSpec(
-            t.model_updates,
-            1,
-            {"cleanup.policy": "compact", "retention.ms": "-1", **durability},
-            rf,
-        ),
+        TopicSpec(t.model_updates, 1, {"cleanup.policy": "compact", "retention.ms": "-1"}),
     ]
+    return [spec.resolved(settings) for spec in specs]
 
 
 def _existing_file(path: Any, setting: str) -> str:
@@ -242,6 +246,11 @@ _DIAGNOSES: tuple[tuple[str, str, str], ...] = (
         "set PERSONA_KAFKA_SASL_MECHANISM to one the listener enables",
     ),
     (
+        "connecting to a PLAINTEXT broker listener",
+        "TLS handshake refused: that listener does not speak TLS",
+        "check PERSONA_KAFKA_SECURITY_PROTOCOL and the port of the TLS listener",
+    ),
+    (
         "SSL handshake failed",
         "TLS handshake failed",
         "is this a TLS listener? check PERSONA_KAFKA_SECURITY_PROTOCOL and the port",
@@ -294,6 +303,7 @@ def connected_admin(
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
+        admin.poll(0)  # error callbacks are served by poll: they say why the request failed
         what, fix = explain_kafka_error([*errors.errors, str(exc.args[0])])
         raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, what, fix) from None
     return admin, lambda: list(errors.errors)
@@ -326,35 +336,49 @@ def ensure_topics(
 def create_topics(
     settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 15.0
 ) -> tuple[list[str], list[TopicDrift]]:
-    """Create missing topics; returns the names created and the topics that already exist with
-    other partitions, replication factor or configs (reported, never altered: that is a
-    decision for the cluster's owner)."""
+    """Create the topics that are missing; returns the names created and the topics that
+    already exist with other partitions, replication factor or configs (reported, never
+    altered: that is the cluster owner's decision). Only missing topics are asked for, so a
+    service whose user may not create topics starts fine on a cluster set up by an admin."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     admin, _ = connected_admin(settings, timeout=timeout)
-    specs = topic_specs(settings) if specs is None else specs
-    new = [NewTopic(s.name, s.partitions, s.replication_factor, config=s.config) for s in specs]
+    wanted = [s.resolved(settings) for s in (topic_specs(settings) if specs is None else specs)]
+    present = set(admin.list_topics(timeout=timeout).topics)
+    missing = [s for s in wanted if s.name not in present]
     created = []
-    existing = []
-    for name, future in admin.create_topics(new, request_timeout=timeout).items():
+    futures = (
+        admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, s.replication_factor or 1, config=s.config)
+                for s in missing
+            ],
+            request_timeout=timeout,
+        )
+        if missing
+        else {}
+    )
+    for name, future in futures.items():
         try:
             future.result(timeout=timeout)
             created.append(name)
         except KafkaException as exc:
             error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                existing.append(name)
-            elif error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # created meanwhile
+                continue
+            if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
                 raise ServiceUnavailable(
                     "Kafka",
                     settings.kafka_bootstrap,
-                    f"user {settings.kafka_username or '(anonymous)'} may not create topic {name}",
-                    "create the topics as an admin (`persona topics create`) or grant CREATE",
+                    f"topic {name} is missing and user "
+                    f"{settings.kafka_username or '(anonymous)'} may not create it",
+                    "create the topics as an admin: `persona topics create`",
                 ) from None
-            else:
-                raise ServiceUnavailable("Kafka", settings.kafka_bootstrap, str(error)) from None
-    drift = topic_drift(admin, [s for s in specs if s.name in existing], timeout)
+            raise ServiceUnavailable(
+                "Kafka", settings.kafka_bootstrap, f"creating topic {name}: {error.str()}"
+            ) from None
+    drift = topic_drift(admin, [s for s in wanted if s.name not in created], timeout)
     return created, drift
 
 
@@ -376,7 +400,7 @@ def topic_drift(admin: Any, specs: list[TopicSpec], timeout: float = 15.0) -> li
             if len(topic.partitions) != spec.partitions:
                 differences.append(f"{len(topic.partitions)} partitions (want {spec.partitions})")
             rf = min(len(p.replicas) for p in topic.partitions.values())
-            if rf != spec.replication_factor:
+            if spec.replication_factor is not None and rf != spec.replication_factor:
                 differences.append(f"replication factor {rf} (want {spec.replication_factor})")
         try:
             entries = futures[resources[spec.name]].result(timeout=timeout)

@@ -22,6 +22,7 @@ __all__ = [
     "REFERENCE_ARTIFACT",
     "champion_version",
     "client",
+    "explain_mlflow_error",
     "load_champion",
     "load_reference",
     "load_version",
@@ -40,10 +41,31 @@ def client(settings: Settings) -> Any:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
+def explain_mlflow_error(exc: BaseException) -> tuple[str, str]:
+    """(what happened, the fix) for an error of the MLflow client."""
+    text = str(exc)
+    first = text.splitlines()[0][:200] if text else type(exc).__name__
+    if "401" in text or "not authenticated" in text.lower():
+        return (
+            "authentication failed (HTTP 401)",
+            "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)",
+        )
+    if "403" in text or "permission" in text.lower():
+        return (
+            "not authorised (HTTP 403)",
+            "grant the user permission on the registered model and its experiments",
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return (
+            "TLS: the server's certificate is not trusted",
+            "set MLFLOW_TRACKING_SERVER_CERT_PATH to the CA bundle that signed it",
+        )
+    return first, "is the tracking server up at PERSONA_MLFLOW_TRACKING_URI? (local: `make up`)"
+
+
 def _unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
-    return ServiceUnavailable(
-        "MLflow", settings.tracking_uri, str(exc).splitlines()[0][:200], "is the stack up?"
-    )
+    what, fix = explain_mlflow_error(exc)
+    return ServiceUnavailable("MLflow", settings.tracking_uri, what, fix)
 
 
 def champion_version(settings: Settings) -> int | None:

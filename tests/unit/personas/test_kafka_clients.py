@@ -196,7 +196,9 @@ def test_topic_specs_carry_replication_and_min_isr() -> None:
     for spec in topic_specs(settings):
         assert spec.replication_factor == 3
         assert spec.config["min.insync.replicas"] == "2"
-    assert "min.insync.replicas" not in topic_specs(Settings(_env_file=None))[0].config
+    local = topic_specs(Settings(_env_file=None))[0]
+    assert "min.insync.replicas" not in local.config
+    assert local.replication_factor == 1
 
 
 @pytest.mark.parametrize(
