@@ -275,9 +275,10 @@ def run(
     from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
     from personas.db import apply_migrations
-    from personas.kafka import check_kafka, consumer_config, producer_config
+    from personas.doctor import require_kafka
+    from personas.kafka import consumer_config, producer_config
 
-    check_kafka(settings)
+    require_kafka(settings, "monitor")
     apply_migrations(settings)
     stats = MonitorStats() if stats is None else stats
     windower = make_windower(ms.window, origin=ms.window_origin, max_events=ms.max_window_events)

@@ -53,6 +53,9 @@ class Grant:
     operation: Operation
     pattern: Pattern = "literal"
     why: str = ""
+    #: Needed only in one mode (e.g. the Faust agent engine): a missing one is a note, not a
+    #: failure, and services check it only in that mode.
+    optional: bool = False
 
 
 def service_grants(settings: Settings) -> dict[str, list[Grant]]:
@@ -85,10 +88,11 @@ def service_grants(settings: Settings) -> dict[str, list[Grant]]:
                 group["stream"],
                 "CREATE",
                 "prefixed",
-                "Faust agent engine: its internal topics",
+                "`--engine agent` only: Faust's internal topics",
+                optional=True,
             ),
-            Grant("topic", group["stream"], "READ", "prefixed", "Faust agent engine"),
-            Grant("topic", group["stream"], "WRITE", "prefixed", "Faust agent engine"),
+            Grant("topic", group["stream"], "READ", "prefixed", "`--engine agent` only", True),
+            Grant("topic", group["stream"], "WRITE", "prefixed", "`--engine agent` only", True),
         ],
         "monitor": [
             Grant("topic", t.labels, "READ", why="windows of persona labels"),

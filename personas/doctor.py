@@ -176,9 +176,16 @@ def _implied(operations: set[str], wanted: str) -> bool:
 
 
 def _authorisation(
-    settings: Settings, admin: Any, services: list[str], timeout: float
+    settings: Settings,
+    admin: Any,
+    services: list[str],
+    timeout: float,
+    *,
+    with_optional: bool = True,
 ) -> list[Check]:
-    grants = [g for s in services for g in service_grants(settings)[s]]
+    grants = [
+        g for s in services for g in service_grants(settings)[s] if with_optional or not g.optional
+    ]
     literal_topics = sorted(
         {g.name for g in grants if g.resource == "topic" and g.pattern == "literal"}
     )
@@ -186,24 +193,27 @@ def _authorisation(
     topic_ops = _topic_operations(admin, literal_topics, timeout) if literal_topics else {}
     group_ops = _group_operations(admin, groups, timeout) if groups else {}
     missing: list[str] = []
+    optional: list[str] = []
     user = settings.kafka_username or "(anonymous)"
     for grant in grants:
+        found = optional if grant.optional else missing
         if grant.resource == "topic" and grant.pattern == "prefixed":
             if grant.operation == "CREATE":
                 refused = _may_create(admin, grant.name, timeout)
                 if refused is not None:
-                    missing.append(_describe_missing(grant, refused))
+                    found.append(_describe_missing(grant, refused))
             continue  # READ/WRITE on a topic that does not exist yet cannot be asked about
         known = (
             topic_ops.get(grant.name) if grant.resource == "topic" else group_ops.get(grant.name)
         )
         if isinstance(known, str):
-            missing.append(_describe_missing(grant, known))
+            found.append(_describe_missing(grant, known))
         elif known is not None and not _implied(known, grant.operation):
-            missing.append(_describe_missing(grant, "not allowed"))
+            found.append(_describe_missing(grant, "not allowed"))
     scope = ", ".join(services)
+    checks: list[Check] = []
     if missing:
-        return [
+        checks.append(
             Check(
                 "Kafka",
                 "authorised",
@@ -212,8 +222,23 @@ def _authorisation(
                 + "; ".join(sorted(set(missing)))
                 + " — grant the ACLs the README lists (Deploying on your infrastructure)",
             )
-        ]
-    return [Check("Kafka", "authorised", "ok", f"user {user}: {len(grants)} ACLs of {scope} hold")]
+        )
+    else:
+        held = sum(1 for g in grants if not g.optional)
+        checks.append(
+            Check("Kafka", "authorised", "ok", f"user {user}: {held} ACLs of {scope} hold")
+        )
+    if optional:
+        checks.append(
+            Check(
+                "Kafka",
+                "authorised",
+                "note",
+                "missing what only `persona stream --engine agent` needs: "
+                + "; ".join(sorted(set(optional))),
+            )
+        )
+    return checks
 
 
 def _describe_missing(grant: Grant, why: str) -> str:
@@ -252,12 +277,15 @@ def _topics(settings: Settings, admin: Any, timeout: float) -> list[Check]:
     return [Check("Kafka", "topics", "ok", f"6 present, replication {rf}: {shape}")]
 
 
-def require_kafka(settings: Settings, service: str, timeout: float = 10.0) -> None:
+def require_kafka(
+    settings: Settings, service: str, *, with_optional: bool = False, timeout: float = 10.0
+) -> None:
     """Start-up check of a service: the cluster answers, accepts our credentials and lets us do
-    what ``service`` does; raises ServiceUnavailable with the doctor's line otherwise."""
+    what ``service`` does (``with_optional``: in the mode that needs the optional grants too);
+    raises ServiceUnavailable with the doctor's line otherwise."""
     checks, admin = _kafka_checks(settings, [service], timeout)
     if admin is not None:
-        checks += _authorisation(settings, admin, [service], timeout)
+        checks += _authorisation(settings, admin, [service], timeout, with_optional=with_optional)
     for check in checks:
         if not check.ok:
             reason, _, fix = check.detail.partition(" — ")

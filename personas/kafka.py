@@ -371,8 +371,8 @@ def create_topics(
                 raise ServiceUnavailable(
                     "Kafka",
                     settings.kafka_bootstrap,
-                    f"topic {name} is missing and user "
-                    f"{settings.kafka_username or '(anonymous)'} may not create it",
+                    f"topic {name} is not visible to user {settings.kafka_username or '(anonymous)'}"
+                    " (missing, or no ACL to describe it) and that user may not create it",
                     "create the topics as an admin: `persona topics create`",
                 ) from None
             raise ServiceUnavailable(

@@ -14,7 +14,15 @@ from urllib.parse import quote, urlencode
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["KafkaProtocol", "PgSslMode", "SaslMechanism", "Settings", "TopicNames", "read_secret"]
+__all__ = [
+    "KafkaProtocol",
+    "PgSslMode",
+    "SaslMechanism",
+    "Settings",
+    "TopicNames",
+    "read_secret",
+    "settings_env",
+]
 
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -252,6 +260,35 @@ class Settings(BaseSettings):
         """SQLAlchemy URI of MLflow's backend store (psycopg 3 driver; psycopg2 is not installed).
         It holds the password: give it to the server by environment, never on its command line."""
         return _pg_uri("postgresql+psycopg", self.pg_params(self.pg_mlflow_database))
+
+
+def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that makes a child ``persona`` process see exactly these shared settings
+    (``base``: the environment to start from, default this process's). Secrets travel in the
+    environment, never on a command line; an unset optional value is an empty variable, which
+    the child reads as its default."""
+    import json
+    import os
+
+    env = dict(os.environ if base is None else base)
+    for name in Settings.model_fields:
+        if name == "topics":
+            continue
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None:
+            text = ""
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        env[f"PERSONA_{name.upper()}"] = text
+    for name in type(settings.topics).model_fields:
+        env[f"PERSONA_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
+    return env
 
 
 def _pg_uri(scheme: str, params: dict[str, str], *, with_password: bool = True) -> str:

@@ -164,13 +164,13 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
     for name, value in MLFLOW_CLIENT_ENV.items():
         os.environ.setdefault(name, value)
 
-    from personas.kafka import check_kafka
+    from personas.doctor import require_kafka
     from stream_app.agents import attach_agent
     from stream_app.app import build_app
     from stream_app.ingest import attach_ingest
     from stream_app.web import attach_web
 
-    check_kafka(settings)
+    require_kafka(settings, "stream", with_optional=stream.engine == "agent")
     _migrate(settings)
     runtime = build_runtime(settings, stream)
     app = build_app(settings, stream)

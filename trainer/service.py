@@ -21,8 +21,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from personas.doctor import require_kafka
 from personas.errors import ServiceUnavailable
-from personas.kafka import consumer_config, ensure_topics
+from personas.kafka import consumer_config
 from personas.schemas import RetrainCommand, TrainerAlert, utc_now
 from personas.settings import Settings
 from trainer.events import Publisher
@@ -59,7 +60,7 @@ def run_trainer(
     ts = trainer_settings or TrainerSettings()
     stop = stop or threading.Event()
     db.apply_migrations(settings)
-    ensure_topics(settings)
+    require_kafka(settings, "trainer")
     consumer: Any = Consumer(
         consumer_config(
             settings,

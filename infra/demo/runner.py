@@ -17,12 +17,12 @@ from rich.console import Console
 
 from infra.demo.live import LiveView, Observed
 from infra.demo.scenario import DEFAULT_MONTHS, DemoMonth
-from infra.demo.services import ChildService, persona_argv, settings_env
+from infra.demo.services import ChildService, persona_argv
 from infra.demo.summary import label_counts, plot, print_summary
 from personas import db
 from personas.errors import PersonaError
 from personas.kafka import admin_config, check_kafka, ensure_topics, topic_specs
-from personas.settings import Settings
+from personas.settings import Settings, settings_env
 
 __all__ = ["DemoOptions", "DemoResult", "reset_state", "run_demo"]
 

@@ -16,29 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from personas.errors import PersonaError
-from personas.settings import Settings
 
-__all__ = ["ChildService", "persona_argv", "settings_env"]
+__all__ = ["ChildService", "persona_argv"]
 
 
 def persona_argv(*args: str) -> list[str]:
     """`persona …` of this very environment (works without an activated venv)."""
     return [str(Path(sys.executable).parent / "persona"), *args]
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment that makes a child `persona` process see exactly these shared settings."""
-    env = dict(os.environ)
-    for name in Settings.model_fields:
-        if name == "topics":
-            continue
-        value = getattr(settings, name)
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"PERSONA_{name.upper()}"] = str(value)
-    for name in type(settings.topics).model_fields:
-        env[f"PERSONA_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
-    return env
 
 
 @dataclass

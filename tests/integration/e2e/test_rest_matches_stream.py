@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.demo.services import ChildService, persona_argv, settings_env
+from infra.demo.services import ChildService, persona_argv
 from personas import db
 from personas.catalogue import FEATURES, load_vendor_catalogue
-from personas.settings import Settings
+from personas.settings import Settings, settings_env
 from producer.generator import MonthSpec, generate_month
 from producer.publisher import publish_rows
 from trainer.bootstrap import bootstrap

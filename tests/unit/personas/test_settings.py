@@ -50,3 +50,27 @@ def test_private_topics_append_the_suffix_and_keep_the_dlq_ending(
     assert topics.dlq == "survey-responses-t1.dlq"
     assert topics.labels == "persona-labels-t1"
     assert topics.model_updates == "model-updates-t1"
+
+
+def test_settings_env_round_trips_every_kind_of_value(tmp_path: Path) -> None:
+    from personas.settings import settings_env
+
+    ca = tmp_path / "ca.pem"
+    settings = Settings(
+        _env_file=None,
+        kafka_bootstrap_servers="a:1,b:2",
+        kafka_security_protocol="SASL_SSL",
+        kafka_username="u",
+        kafka_password="p w",  # type: ignore[arg-type]
+        kafka_ssl_ca_file=ca,
+        kafka_ssl_check_hostname=False,
+        kafka_client_properties={"client.rack": "r1"},
+        kafka_min_insync_replicas=2,
+        topics=TopicNames.private("x"),
+    )
+    env = settings_env(settings, base={})
+    assert env["PERSONA_KAFKA_PASSWORD_FILE"] == ""  # unset stays unset in the child
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        assert Settings(_env_file=None) == settings
