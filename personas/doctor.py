@@ -13,6 +13,7 @@ fail with the same lines.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -136,39 +137,58 @@ def _topic_operations(admin: Any, topics: list[str], timeout: float) -> dict[str
 
 
 def _group_operations(admin: Any, groups: list[str], timeout: float) -> dict[str, set[str] | str]:
+    """Operations the user may perform on each group. A coordinator that is still being elected
+    (a fresh cluster creates its offsets topic on first use) answers with a retriable error:
+    asked again until ``timeout``."""
     from confluent_kafka import KafkaException
 
     out: dict[str, set[str] | str] = {}
-    futures = admin.describe_consumer_groups(
-        groups, include_authorized_operations=True, request_timeout=timeout
-    )
-    for group, future in futures.items():
-        try:
-            description = future.result(timeout=timeout)
-            out[group] = {op.name for op in description.authorized_operations or []}
-        except KafkaException as exc:
-            out[group] = exc.args[0].str()
+    pending = list(groups)
+    deadline = time.monotonic() + timeout
+    while pending:
+        futures = admin.describe_consumer_groups(
+            pending, include_authorized_operations=True, request_timeout=timeout
+        )
+        retry = []
+        for group, future in futures.items():
+            try:
+                description = future.result(timeout=timeout)
+                out[group] = {op.name for op in description.authorized_operations or []}
+            except KafkaException as exc:
+                error = exc.args[0]
+                out[group] = error.str() or error.name()
+                if error.retriable() or not error.str().split(":")[-1].strip():
+                    retry.append(group)
+        if not retry or time.monotonic() >= deadline:
+            break
+        pending = retry
+        time.sleep(0.5)
     return out
 
 
 def _may_create(admin: Any, prefix: str, timeout: float) -> str | None:
     """None if the user may create topics under ``prefix`` (asked with validate_only, nothing
-    is created), else the broker's answer."""
+    is created), else the broker's answer. A controller still being found is asked again."""
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     probe = f"{prefix}-doctor-probe"
-    futures = admin.create_topics(
-        [NewTopic(probe, 1, -1)], validate_only=True, request_timeout=timeout
-    )
-    try:
-        futures[probe].result(timeout=timeout)
-    except KafkaException as exc:
-        error = exc.args[0]
-        if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+    deadline = time.monotonic() + timeout
+    while True:
+        futures = admin.create_topics(
+            [NewTopic(probe, 1, -1)], validate_only=True, request_timeout=timeout
+        )
+        try:
+            futures[probe].result(timeout=timeout)
             return None
-        return str(error.str())
-    return None
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                return None
+            transient = error.retriable() or error.code() == KafkaError._TIMED_OUT
+            if not transient or time.monotonic() >= deadline:
+                return str(error.str())
+        time.sleep(0.5)
 
 
 def _implied(operations: set[str], wanted: str) -> bool:
@@ -232,7 +252,7 @@ def _authorisation(
         checks.append(
             Check(
                 "Kafka",
-                "authorised",
+                "agent engine",
                 "note",
                 "missing what only `persona stream --engine agent` needs: "
                 + "; ".join(sorted(set(optional))),
@@ -246,10 +266,18 @@ def _describe_missing(grant: Grant, why: str) -> str:
     return f"{grant.operation} on {grant.resource} {grant.name}{pattern} [{why}]"
 
 
-def _topics(settings: Settings, admin: Any, timeout: float) -> list[Check]:
+def _topics(settings: Settings, admin: Any, services: list[str], timeout: float) -> list[Check]:
+    """The topics the chosen services use exist, with the configured partitions, replication
+    and configs (a service's user sees only the topics its ACLs name)."""
     from personas.kafka import topic_drift, topic_specs
 
-    specs = topic_specs(settings)
+    used = {
+        g.name
+        for s in services
+        for g in service_grants(settings)[s]
+        if g.resource == "topic" and g.pattern == "literal"
+    }
+    specs = [s for s in topic_specs(settings) if s.name in used]
     visible = admin.list_topics(timeout=timeout).topics
     absent = [s.name for s in specs if s.name not in visible]
     if absent:
@@ -262,7 +290,8 @@ def _topics(settings: Settings, admin: Any, timeout: float) -> list[Check]:
                 "admin: `persona topics create`",
             )
         ]
-    drift = topic_drift(admin, specs, timeout)
+    unreadable: list[str] = []
+    drift = topic_drift(admin, specs, timeout, unreadable)
     if drift:
         return [
             Check(
@@ -274,7 +303,10 @@ def _topics(settings: Settings, admin: Any, timeout: float) -> list[Check]:
         ]
     shape = ", ".join(f"{s.name} {len(visible[s.name].partitions)}p" for s in specs)
     rf = settings.kafka_replication_factor
-    return [Check("Kafka", "topics", "ok", f"6 present, replication {rf}: {shape}")]
+    detail = f"{len(specs)} present, replication {rf}: {shape}"
+    if unreadable:
+        detail += " (configs not readable by this user: partitions and replication checked)"
+    return [Check("Kafka", "topics", "ok", detail)]
 
 
 def require_kafka(
@@ -445,7 +477,7 @@ def diagnose(
     emit(kafka)
     if admin is not None:
         emit(_authorisation(settings, admin, chosen, timeout))
-        emit(_topics(settings, admin, timeout))
+        emit(_topics(settings, admin, chosen, timeout))
     emit(_postgres_checks(settings, timeout))
     emit(_mlflow_checks(settings, timeout))
     return out

@@ -382,9 +382,16 @@ def create_topics(
     return created, drift
 
 
-def topic_drift(admin: Any, specs: list[TopicSpec], timeout: float = 15.0) -> list[TopicDrift]:
-    """Compare existing topics with their specs: partitions, replication factor, configs."""
-    from confluent_kafka import KafkaException
+def topic_drift(
+    admin: Any,
+    specs: list[TopicSpec],
+    timeout: float = 15.0,
+    unreadable: list[str] | None = None,
+) -> list[TopicDrift]:
+    """Compare existing topics with their specs: partitions, replication factor, configs.
+    Topics whose configs this user may not read (no DESCRIBE_CONFIGS: a service user) are
+    compared on partitions and replication only, and named in ``unreadable``."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
     if not specs:
@@ -404,8 +411,13 @@ def topic_drift(admin: Any, specs: list[TopicSpec], timeout: float = 15.0) -> li
                 differences.append(f"replication factor {rf} (want {spec.replication_factor})")
         try:
             entries = futures[resources[spec.name]].result(timeout=timeout)
-        except (KafkaException, TimeoutError) as exc:  # may describe it, not read its configs
-            differences.append(f"configs unreadable ({exc})")
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise ServiceUnavailable(
+                    "Kafka", "the cluster", f"configs of {spec.name}: {exc.args[0].str()}"
+                ) from None
+            if unreadable is not None:
+                unreadable.append(spec.name)
             entries = {}
         for key, wanted in spec.config.items():
             entry = entries.get(key)
