@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,26 +18,46 @@ stack_app = typer.Typer(
 )
 
 
+class Profile(StrEnum):
+    default = "default"
+    cluster = "cluster"
+
+
+ProfileOption = Annotated[
+    Profile,
+    typer.Option(
+        "--profile",
+        envvar="PERSONA_STACK_PROFILE",
+        help="default: one broker, PostgreSQL, MLflow. cluster: three SASL_SSL Kafka nodes with "
+        "ACLs, TLS-only PostgreSQL, authenticated MLflow (docs/cluster.md).",
+    ),
+]
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(profile: ProfileOption = Profile.default) -> None:
     """Install what is missing and start Kafka, PostgreSQL and MLflow (idempotent).
 
     The first start fetches the Kafka jars with Maven and may install PostgreSQL with apt-get.
+    With --profile cluster, a node that died is started again.
     """
     from infra.stack import runner
     from personas.settings import Settings
 
-    runner.up(Settings(), say=typer.echo)
-    typer.echo("stack is up; `persona stack status` shows it, `persona stack down` stops it")
+    runner.up(Settings(), say=typer.echo, profile=profile.value)
+    flag = "" if profile is Profile.default else f" --profile {profile.value}"
+    typer.echo(
+        f"stack is up; `persona stack status{flag}` shows it, `persona stack down{flag}` stops it"
+    )
 
 
 @stack_app.command("down")
-def stack_down() -> None:
+def stack_down(profile: ProfileOption = Profile.default) -> None:
     """Stop exactly the processes `stack up` started (by PID file); nothing else."""
     from infra.stack import runner
     from personas.settings import Settings
 
-    runner.down(Settings(), say=typer.echo)
+    runner.down(Settings(), say=typer.echo, profile=profile.value)
 
 
 @stack_app.command("status")
@@ -45,21 +66,28 @@ def stack_status(
     check: Annotated[
         bool, typer.Option("--check", help="Exit 1 unless every service answers.")
     ] = False,
+    profile: ProfileOption = Profile.default,
 ) -> None:
     """Show each service, its address, its PID and whether it answers."""
     from infra.stack import runner
     from personas.settings import Settings
 
     settings = Settings()
-    rows = runner.status(settings)
+    rows = runner.status(settings, profile=profile.value)
     if as_json:
+        client = settings
+        if profile is Profile.cluster:
+            from infra.stack.cluster import Cluster
+
+            client = Cluster(settings).settings()
         typer.echo(
             json.dumps(
                 {
+                    "profile": profile.value,
                     "services": [r.as_dict() for r in rows],
-                    "kafka_bootstrap": settings.kafka_bootstrap,
-                    "postgres_dsn": settings.pg_dsn(with_password=False),
-                    "mlflow_tracking_uri": settings.tracking_uri,
+                    "kafka_bootstrap": client.kafka_bootstrap,
+                    "postgres_dsn": next(r.address for r in rows if r.name == "postgres"),
+                    "mlflow_tracking_uri": client.tracking_uri,
                 },
                 indent=2,
             )

@@ -7,12 +7,14 @@ cache folder; later starts take a few seconds.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import subprocess
 import uuid
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from infra.stack.detached import DetachedService
 from infra.stack.layout import Layout
@@ -21,6 +23,7 @@ from infra.stack.process import (
     port_open,
 )
 from personas.errors import StackError
+from personas.kafka import admin_config
 from personas.settings import Settings
 
 __all__ = ["KafkaService"]
@@ -49,6 +52,11 @@ LOG4J2 = """Configuration:
 """
 
 
+def _java_arg(arg: str) -> str:
+    """One argument of a Java @argfile: quoted, with backslashes and quotes escaped."""
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class KafkaService(DetachedService):
     name = "kafka"
     label = "Kafka"
@@ -59,7 +67,7 @@ class KafkaService(DetachedService):
 
     def __init__(self, settings: Settings, layout: Layout) -> None:
         super().__init__(settings, layout)
-        self.home = layout.service_dir("kafka")
+        self.home = layout.service_dir(self.name)
         self.libs = layout.cache / f"kafka-{settings.kafka_version}" / "libs"
 
     @property
@@ -108,80 +116,116 @@ class KafkaService(DetachedService):
         done.write_text(self.settings.kafka_version + "\n")
         return self.libs
 
-    def _write_config(self) -> Path:
+    #: Properties every node of ours has, whatever its listeners and security.
+    COMMON = (
+        "process.roles=broker,controller",
+        "group.initial.rebalance.delay.ms=0",
+        # Replays must be able to write a month-old timestamp; future ones stay capped.
+        "log.message.timestamp.before.max.ms=9223372036854775807",
+        "auto.create.topics.enable=false",
+        "delete.topic.enable=true",
+        "offsets.topic.num.partitions=10",
+    )
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.home / "server.properties"
+
+    def heap(self) -> list[str]:
+        return ["-Xms256m", "-Xmx1g"]
+
+    def properties(self) -> list[str]:
+        """This node's server.properties, beyond COMMON and log.dirs."""
         s = self.settings
-        data = self.home / "data"
-        config = self.home / "server.properties"
+        return [
+            "node.id=1",
+            f"controller.quorum.voters=1@{s.kafka_host}:{s.kafka_controller_port}",
+            f"listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port},"
+            f"CONTROLLER://{s.kafka_host}:{s.kafka_controller_port}",
+            f"advertised.listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=PLAINTEXT",
+            f"num.partitions={s.kafka_partitions}",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+        ]
+
+    def _write_config(self) -> Path:
         self.home.mkdir(parents=True, exist_ok=True)
-        config.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{s.kafka_host}:{s.kafka_controller_port}",
-                    f"listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port},"
-                    f"CONTROLLER://{s.kafka_host}:{s.kafka_controller_port}",
-                    f"advertised.listeners=PLAINTEXT://{s.kafka_host}:{s.kafka_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={data}",
-                    f"num.partitions={s.kafka_partitions}",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=10",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    # Replays must be able to write a month-old timestamp; future ones stay capped.
-                    "log.message.timestamp.before.max.ms=9223372036854775807",
-                    "auto.create.topics.enable=false",
-                    "delete.topic.enable=true",
-                    "",
-                ]
-            )
-        )
-        (self.home / "log4j2.yaml").write_text(LOG4J2.format(log=self.layout.log_file("kafka")))
-        return config
+        lines = [*self.COMMON, *self.properties(), f"log.dirs={self.data}", ""]
+        self.config.write_text("\n".join(lines))
+        (self.home / "log4j2.yaml").write_text(LOG4J2.format(log=self.log))
+        return self.config
+
+    @staticmethod
+    def new_cluster_id() -> str:
+        """A random KRaft cluster id (the 22-character base64 form of a UUID)."""
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+    def cluster_id(self) -> str:
+        """The id the storage is formatted with (a node of a cluster shares its cluster's)."""
+        return self.new_cluster_id()
+
+    def format_arguments(self) -> list[str]:
+        """More arguments of `kafka-storage format` (SCRAM users of a secured cluster)."""
+        return []
 
     def _format_storage(self, config: Path) -> None:
-        if (self.home / "data" / "meta.properties").exists():
+        if (self.data / "meta.properties").exists():
             return
-        cluster_id = uuid.uuid4().bytes
-        import base64
-
-        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
-        result = subprocess.run(
-            [
-                "java",
-                "-cp",
-                f"{self.libs}/*",
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cid,
-                "-c",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        args = ["format", "-t", self.cluster_id(), "-c", str(config), *self.format_arguments()]
+        # The main class and its arguments go through a Java argument file (mode 0600, deleted
+        # at once): SCRAM passwords among them must not appear in `ps`.
+        argfile = self.home / "format.args"
+        argfile.unlink(missing_ok=True)
+        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("\n".join(_java_arg(a) for a in ["kafka.tools.StorageTool", *args]) + "\n")
+        try:
+            result = subprocess.run(
+                ["java", "-cp", f"{self.libs}/*", f"@{argfile}"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
         if result.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed: {result.stdout}{result.stderr}")
+            # The format command echoes records, never passwords; its errors name the problem.
+            raise StackError(
+                f"formatting {self.label} storage failed: {(result.stdout + result.stderr)[-800:]}"
+            )
+
+    def client_settings(self) -> Settings:
+        """How the stack's own clients (readiness check) reach this service."""
+        return self.settings
 
     def answers(self) -> bool:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        if not port_open(self.settings.kafka_host, self.settings.kafka_port):
+        host, port, _ = self.ports()[0]
+        if not port_open(host, port):
             return False
         try:
-            AdminClient({"bootstrap.servers": self.address}).list_topics(timeout=3)
+            metadata = AdminClient(admin_config(self.client_settings(), log_level=0)).list_topics(
+                timeout=3
+            )
         except KafkaException:
             return False
+        return self.answered(metadata)
+
+    def answered(self, metadata: Any) -> bool:
+        """Whether a metadata answer means the service is up (a node of a cluster: it is live)."""
         return True
 
     def prepare(self) -> tuple[list[str], dict[str, str], Path]:
@@ -192,12 +236,11 @@ class KafkaService(DetachedService):
         env.pop("CLASSPATH", None)
         argv = [
             "java",
-            "-Xms256m",
-            "-Xmx1g",
+            *self.heap(),
             "-XX:+UseG1GC",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
-            f"-Dkafka.logs.dir={self.layout.log_file(self.name).parent}",
+            f"-Dkafka.logs.dir={self.log.parent}",
             "-cp",
             f"{self.libs}/*",
             MARKER,

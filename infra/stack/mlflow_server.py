@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.stack.detached import DetachedService
@@ -17,10 +18,22 @@ from infra.stack.layout import Layout
 from personas.errors import StackError
 from personas.settings import Settings
 
-__all__ = ["MlflowService"]
+__all__ = ["MlflowAuth", "MlflowService"]
 
 MARKER = "mlflow"
 START_TIMEOUT = 180.0
+
+
+@dataclass(frozen=True)
+class MlflowAuth:
+    """MLflow's basic-auth app: an admin bootstrapped at first start, users in a SQLite file.
+    Secrets reach the server by environment only (MLFLOW_AUTH_ADMIN_PASSWORD, the Flask key)."""
+
+    admin_username: str
+    admin_password_file: Path
+    flask_secret_key_file: Path
+    database: Path
+    default_permission: str = "READ"
 
 
 class MlflowService(DetachedService):
@@ -31,9 +44,21 @@ class MlflowService(DetachedService):
     stop_timeout = 30.0
     port_settings = (("mlflow_host", "mlflow_port"),)
 
-    def __init__(self, settings: Settings, layout: Layout) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        layout: Layout,
+        *,
+        auth: MlflowAuth | None = None,
+        port_variable: str = "PERSONA_MLFLOW_PORT",
+    ) -> None:
         super().__init__(settings, layout)
         self.artifacts = layout.service_dir("mlflow") / "artifacts"
+        self.auth = auth
+        self.port_variable = port_variable
+
+    def ports(self) -> list[tuple[str, int, str]]:
+        return [(self.settings.mlflow_host, self.settings.mlflow_port, self.port_variable)]
 
     @property
     def address(self) -> str:
@@ -79,7 +104,28 @@ class MlflowService(DetachedService):
             MLFLOW_ENABLE_WORKSPACES="false",
             MLFLOW_BACKEND_STORE_URI=self.settings.mlflow_backend_uri(),
         )
+        if self.auth is not None:
+            argv += ["--app-name", "basic-auth"]
+            env.update(self._auth_environment(self.auth))
         return argv, env, self.layout.log_file(self.name)
 
+    def _auth_environment(self, auth: MlflowAuth) -> dict[str, str]:
+        """The basic-auth configuration file (no secret in it) and the secrets, by environment."""
+        auth.database.parent.mkdir(parents=True, exist_ok=True)
+        ini = self.layout.service_dir(self.name) / "basic_auth.ini"
+        ini.write_text(
+            "[mlflow]\n"
+            f"default_permission = {auth.default_permission}\n"
+            f"database_uri = sqlite:///{auth.database}\n"
+            f"admin_username = {auth.admin_username}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        return {
+            "MLFLOW_AUTH_CONFIG_PATH": str(ini),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": auth.admin_password_file.read_text().strip(),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": auth.flask_secret_key_file.read_text().strip(),
+        }
+
     def detail(self) -> str:
-        return f"artifacts {self.artifacts}"
+        auth = f"basic auth (users {self.auth.database}), " if self.auth is not None else ""
+        return f"{auth}artifacts {self.artifacts}"

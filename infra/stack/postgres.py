@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.stack.layout import Layout, ServiceStatus
@@ -20,7 +21,7 @@ from infra.stack.process import log_tail, port_open, read_pid, wait_until
 from personas.errors import StackError
 from personas.settings import Settings
 
-__all__ = ["PostgresService", "find_bin_dir", "install_postgres"]
+__all__ = ["PostgresService", "PostgresTls", "find_bin_dir", "install_postgres"]
 
 START_TIMEOUT = 60
 RELOCATED = Path("/var/lib/persona-stream")
@@ -66,12 +67,37 @@ def install_postgres() -> Path:
     return found
 
 
+@dataclass(frozen=True)
+class PostgresTls:
+    """TLS of a PostgreSQL that accepts only encrypted, password-authenticated TCP connections."""
+
+    cert: Path
+    key: Path
+
+
+#: pg_hba.conf of a TLS-only server: no `host` line, so a plain TCP connection finds no entry.
+HBA_TLS_ONLY = """# Written by the stack (infra/stack/postgres.py): TCP only over TLS, always with a password.
+local   all  all                scram-sha-256
+hostssl all  all  127.0.0.1/32  scram-sha-256
+hostssl all  all  ::1/128       scram-sha-256
+"""
+
+
 class PostgresService:
     name = "postgres"
 
-    def __init__(self, settings: Settings, layout: Layout) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        layout: Layout,
+        *,
+        tls: PostgresTls | None = None,
+        port_variable: str = "PERSONA_PG_PORT",
+    ) -> None:
         self.settings = settings
         self.layout = layout
+        self.tls = tls
+        self.port_variable = port_variable
         self.as_root = os.geteuid() == 0
         self.home = self._home()
 
@@ -101,7 +127,11 @@ class PostgresService:
 
     @property
     def address(self) -> str:
-        return self.settings.pg_dsn(with_password=False)
+        # Without the password file: pg_dsn reads it even when it leaves it out, and an address
+        # must be printable before the first start has made the file.
+        return self.settings.model_copy(update={"pg_password_file": None}).pg_dsn(
+            with_password=False
+        )
 
     def _run(self, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         if self.as_root:
@@ -130,11 +160,17 @@ class PostgresService:
             pass
         return pid
 
+    def _conninfo(self) -> str:
+        """The server's own database, with the settings' TLS and password (libpq keywords)."""
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(**self.settings.pg_params("postgres"))
+
     def answers(self) -> bool:
         import psycopg
 
         try:
-            with psycopg.connect(self.settings.pg_dsn("postgres"), connect_timeout=2) as conn:
+            with psycopg.connect(self._conninfo(), connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
         except psycopg.Error:
             return False
@@ -146,7 +182,7 @@ class PostgresService:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "run").mkdir(exist_ok=True)
         with tempfile.NamedTemporaryFile("w", delete=False, dir=self.home, suffix=".pw") as pw:
-            pw.write(self.settings.pg_password.get_secret_value() + "\n")
+            pw.write(self.settings.pg_secret() + "\n")
         try:
             if self.as_root:
                 shutil.chown(self.home, "postgres", "postgres")
@@ -186,14 +222,14 @@ class PostgresService:
         if port_open(self.settings.pg_host, self.settings.pg_port):
             raise StackError(
                 f"port {self.settings.pg_port} on {self.settings.pg_host} is taken by a process "
-                "that is not this stack's PostgreSQL; stop it or set PERSONA_PG_PORT"
+                f"that is not this stack's PostgreSQL; stop it or set {self.port_variable}"
             )
         bin_dir = find_bin_dir() or install_postgres()
         self._initdb(bin_dir)
         log = self._prepare_log()
         options = (
             f"-p {self.settings.pg_port} -c listen_addresses={self.settings.pg_host} "
-            f"-k {self.home / 'run'} -c max_connections=200"
+            f"-k {self.home / 'run'} -c max_connections=200" + self._tls_options()
         )
         result = self._run(
             [
@@ -219,6 +255,27 @@ class PostgresService:
         self._ensure_databases()
         return "started"
 
+    def _tls_options(self) -> str:
+        """Copy the certificate and key where the server's user can read them (the key 0600,
+        owned by that user, as PostgreSQL demands) and write a TLS-only pg_hba.conf."""
+        if self.tls is None:
+            return ""
+        folder = self.home / "tls"
+        folder.mkdir(parents=True, exist_ok=True)
+        cert, key, hba = folder / "server.crt", folder / "server.key", folder / "pg_hba.conf"
+        shutil.copyfile(self.tls.cert, cert)
+        shutil.copyfile(self.tls.key, key)
+        hba.write_text(HBA_TLS_ONLY)
+        os.chmod(folder, 0o700)
+        os.chmod(key, 0o600)
+        if self.as_root:
+            for path in (folder, cert, key, hba):
+                shutil.chown(path, "postgres", "postgres")
+        return (
+            f" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key} -c hba_file={hba}"
+            " -c ssl_min_protocol_version=TLSv1.2"
+        )
+
     def _prepare_log(self) -> Path:
         log = self.log
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +294,7 @@ class PostgresService:
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(self.settings.pg_dsn("postgres"), autocommit=True) as conn:
+        with psycopg.connect(self._conninfo(), autocommit=True) as conn:
             existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
             for name in (self.settings.pg_database, self.settings.pg_mlflow_database):
                 if name not in existing:
@@ -259,10 +316,11 @@ class PostgresService:
 
     def status(self) -> ServiceStatus:
         pid = self.pid()
+        tls = "TLS only, " if self.tls is not None else ""
         return ServiceStatus(
             self.name,
             self.address,
             pid,
             pid is not None and self.answers(),
-            f"data {self.data}, log {self.log}",
+            f"{tls}data {self.data}, log {self.log}",
         )

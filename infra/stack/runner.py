@@ -16,7 +16,11 @@ from personas.errors import StackError
 from personas.kafka import ensure_topics
 from personas.settings import Settings
 
-__all__ = ["down", "services", "status", "up"]
+__all__ = ["PROFILES", "down", "services", "status", "up"]
+
+#: "default": one plaintext broker, PostgreSQL and MLflow (`make up`). "cluster": three SASL_SSL
+#: nodes with ACLs, TLS-only PostgreSQL, authenticated MLflow (infra/stack/cluster.py).
+PROFILES = ("default", "cluster")
 
 
 class Service(Protocol):
@@ -44,8 +48,13 @@ def services(settings: Settings) -> list[Service]:
     ]
 
 
-def up(settings: Settings, say: Callable[[str], None] = print) -> None:
+def up(settings: Settings, say: Callable[[str], None] = print, profile: str = "default") -> None:
     """Start what is not running (idempotent), then create topics and apply migrations."""
+    if profile == "cluster":
+        from infra.stack import cluster
+
+        cluster.up(settings, say)
+        return
     started: list[Service] = []
     for service in services(settings):
         _still_answering(started, settings)  # MLflow would wait minutes for a dead PostgreSQL
@@ -73,11 +82,20 @@ def _still_answering(started: list[Service], settings: Settings) -> None:
             )
 
 
-def down(settings: Settings, say: Callable[[str], None] = print) -> None:
+def down(settings: Settings, say: Callable[[str], None] = print, profile: str = "default") -> None:
     """Stop exactly what `up` started (by PID file), in reverse order."""
+    if profile == "cluster":
+        from infra.stack import cluster
+
+        cluster.down(settings, say)
+        return
     for service in reversed(services(settings)):
         say(f"{service.name:<9} {service.stop()}")
 
 
-def status(settings: Settings) -> list[ServiceStatus]:
+def status(settings: Settings, profile: str = "default") -> list[ServiceStatus]:
+    if profile == "cluster":
+        from infra.stack import cluster
+
+        return cluster.status(settings)
     return [service.status() for service in services(settings)]
