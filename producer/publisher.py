@@ -126,6 +126,16 @@ class _Deliveries:
             self.summary.delivery_errors[err.name()] += 1
 
 
+def _ready(settings: Settings, topic: str) -> None:
+    """Before the first event: the cluster accepts our user for what a publisher does (the
+    doctor's line otherwise), and the topic exists (created if missing and we may)."""
+    from personas.doctor import require_kafka
+
+    if topic == settings.topics.responses:
+        require_kafka(settings, "producer")
+    ensure_topics(settings, [TopicSpec(topic, settings.kafka_partitions, dict(KEEP_FOREVER))])
+
+
 def topic_timestamp_policy(
     settings: Settings, topic: str, timeout: float = 10.0
 ) -> TopicTimestampPolicy:
@@ -291,7 +301,7 @@ def publish_events(
     ps = producer_settings or ProducerSettings()
     topic = topic or settings.topics.responses
     summary = summary or PublishSummary(topic=topic, rows=len(events))
-    ensure_topics(settings, [TopicSpec(topic, settings.kafka_partitions, dict(KEEP_FOREVER))])
+    _ready(settings, topic)
     policy = topic_timestamp_policy(settings, topic)
     if policy.timestamp_type != "CreateTime":
         summary.notes.append(
@@ -474,7 +484,7 @@ def publish_raw_frame(
 
     ps = producer_settings or ProducerSettings()
     topic = topic or settings.topics.responses
-    ensure_topics(settings, [TopicSpec(topic, settings.kafka_partitions, dict(KEEP_FOREVER))])
+    _ready(settings, topic)
     summary = PublishSummary(topic=topic, rows=len(rows))
     producer = Producer(producer_config(settings, **{"linger.ms": ps.linger_ms}))
     deliveries = _Deliveries(summary)

@@ -276,3 +276,33 @@ def test_the_loop_survives_a_broker_killed_mid_stream(loop: Loop, tmp_path: Path
             service.stop()
         with contextlib.suppress(Exception):
             start_node(loop.cluster.base, KILLED)  # never leave the shared cluster short
+
+
+@pytest.mark.timeout(420)
+def test_the_faust_agent_engine_labels_over_sasl_ssl(loop: Loop, tmp_path: Path) -> None:
+    """The agent engine's aiokafka clients get the same TLS context and SCRAM credentials
+    (personas.kafka.faust_broker) and the stream user's ACLs suffice for Faust's own topics."""
+    data = tmp_path / "data"
+    events = 600
+    _run(
+        persona_argv(
+            "generate", "--month", "2025-01", "--n", str(events), "--std", "2",
+            "--seed", "21", "--out", str(data / "jan.parquet"),
+        ),
+        loop.env(ADMIN),
+    )  # fmt: skip
+    worker = ChildService(
+        "stream",
+        persona_argv("stream", "--engine", "agent", "--web-port", str(_free_port())),
+        tmp_path / "stream.log",
+        loop.env("stream", PERSONA_STREAM_STATE_DIR=str(tmp_path / "state")),
+    )
+    try:
+        worker.start()
+        worker.wait_for_log("persona stream worker ready", 180)
+        _run(persona_argv("publish", str(data / "jan.parquet")), loop.env("producer"))
+        _wait(lambda: _rows(loop.admin)[0] >= events, 240, f"{events} rows from the agent engine")
+        assert _rows(loop.admin) == (events, events)
+        worker.check_alive()
+    finally:
+        worker.stop()
