@@ -19,6 +19,7 @@ SETTINGS_MODULES = (
     "monitor.settings",
     "trainer.settings",
     "serving.settings",
+    "infra.stack.cluster",  # the cluster profile's ports and heaps (docs/cluster.md)
 )
 
 

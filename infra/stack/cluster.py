@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 PROFILE = "cluster"
+HOST = "127.0.0.1"  # every service of the profile binds it; the certificates name it
 ADMIN = "admin"  # super user: topics, ACLs, SCRAM users
 NOACL = "noacl"  # a valid user with no ACL at all (tests of the refusal)
 BROKER = "broker"  # CN of the nodes' certificate = principal of inter-node traffic
@@ -83,7 +84,6 @@ class ClusterSettings(BaseSettings):
         env_prefix="PERSONA_CLUSTER_", env_file=".env", extra="ignore", frozen=True
     )
 
-    host: str = Field("127.0.0.1", description="Address every cluster-profile service binds.")
     kafka_ports: PortList = Field(
         [29092, 29192, 29292], description="SASL_SSL client listener of nodes 1, 2, 3."
     )
@@ -119,6 +119,10 @@ class ClusterSettings(BaseSettings):
     @property
     def node_ids(self) -> range:
         return range(1, len(self.kafka_ports) + 1)
+
+    @property
+    def host(self) -> str:
+        return HOST
 
     @property
     def bootstrap(self) -> str:
