@@ -7,10 +7,10 @@ PERSONA := $(BIN)/persona
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status test test-unit lint fmt demo bench schemas env-example clean
+.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo bench schemas env-example clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,16 @@ down: ## Stop exactly what `make up` started
 status: install ## Show each service, its address and whether it answers
 	$(PERSONA) stack status
 
-test: install ## The whole test suite (unit + integration) against a real local stack
+up-cluster: install ## Start the cluster profile beside it: 3 SASL_SSL Kafka nodes, TLS PostgreSQL, MLflow with auth (docs/cluster.md)
+	$(PERSONA) stack up --profile cluster
+
+down-cluster: ## Stop exactly what `make up-cluster` started
+	@if [ -x $(PERSONA) ]; then $(PERSONA) stack down --profile cluster; else echo "nothing installed"; fi
+
+status-cluster: install ## Each node of the cluster profile, its PostgreSQL and MLflow, and whether they answer
+	$(PERSONA) stack status --profile cluster
+
+test: install ## The whole test suite (unit + integration) against the local stack and the cluster profile
 	@bash infra/run_tests.sh
 
 test-unit: install ## Unit tests only (no services needed)
@@ -60,5 +69,5 @@ schemas: install ## Export the topics' JSON Schemas to docs/schemas
 env-example: install ## Regenerate .env.example from the settings classes
 	$(PERSONA) config env-example --out .env.example
 
-clean: down ## Stop the stack and delete its data (keeps the Kafka jar cache)
+clean: down down-cluster ## Stop both profiles and delete their data (keeps the Kafka jar cache)
 	rm -rf .stack

@@ -1,17 +1,39 @@
 #!/usr/bin/env bash
-# `make test`: run the whole suite against a real stack. If the stack was already up, it stays
-# up; if this script started it, this script stops it again, whatever the outcome.
+# `make test`: run the whole suite against real stacks — the default profile and the cluster
+# profile (docs/cluster.md). A profile that was already up stays up; one this script started, it
+# stops again, whatever the outcome. Both start at once: most of a start is waiting (JVMs, the
+# cluster's quorum, MLflow's imports), and the two share no port or file.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-started=0
-if ! "$BIN/persona" stack status --check >/dev/null 2>&1; then
-  echo "== starting the local stack for the tests"
-  "$BIN/persona" stack up || { "$BIN/persona" stack down; exit 1; }
-  started=1
-fi
-cleanup() { if [ "$started" = 1 ]; then echo "== stopping the stack this run started"; "$BIN/persona" stack down; fi; }
+started=()
+cleanup() {
+  for profile in "${started[@]}"; do
+    echo "== stopping the $profile stack this run started"
+    "$BIN/persona" stack down --profile "$profile"
+  done
+}
 trap cleanup EXIT
+pids=()
+logs=()
+for profile in default cluster; do
+  if ! "$BIN/persona" stack status --profile "$profile" --check >/dev/null 2>&1; then
+    echo "== starting the $profile stack for the tests"
+    log=$(mktemp)
+    "$BIN/persona" stack up --profile "$profile" >"$log" 2>&1 &
+    pids+=("$!")
+    logs+=("$log")
+    started+=("$profile")
+  fi
+done
+failed=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || failed=1
+  echo "== ${started[$i]}:"
+  cat "${logs[$i]}"
+  rm -f "${logs[$i]}"
+done
+[ "$failed" = 0 ] || exit 1
 t0=$(date +%s)
 "$BIN/pytest" tests -q -p no:cacheprovider "$@"
 rc=$?
