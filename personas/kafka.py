@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from personas.dead_letters import DLQ_EXTRA_BYTES
 from personas.errors import ConfigError, ServiceUnavailable
 from personas.settings import Settings
 
@@ -38,6 +39,11 @@ __all__ = [
     "producer_config",
     "topic_specs",
 ]
+
+#: The broker's default record limit (message.max.bytes); topics without their own keep it.
+BROKER_RECORD_LIMIT = 1_048_588
+#: The DLQ topic's limit: a record at the broker's limit plus the dead letter's headers.
+DLQ_RECORD_LIMIT = BROKER_RECORD_LIMIT + DLQ_EXTRA_BYTES
 
 #: Topics that replays write to keep records whatever their timestamp: time-based retention
 #: looks at record timestamps, so a month-old replay would be deleted at the next check.
@@ -73,7 +79,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = [
         TopicSpec(t.responses, n, dict(KEEP_FOREVER)),
         TopicSpec(t.labels, n, dict(KEEP_FOREVER)),
-        TopicSpec(t.dlq, 1, dict(KEEP_FOREVER)),
+        # A dead letter is its record's bytes plus headers: room for both (personas.dead_letters).
+        TopicSpec(t.dlq, 1, {**KEEP_FOREVER, "max.message.bytes": str(DLQ_RECORD_LIMIT)}),
         TopicSpec(t.alerts, 1, dict(KEEP_FOREVER)),
         TopicSpec(t.retrain, 1, dict(KEEP_FOREVER)),
         # Compacted: the latest update per model survives; every worker reads it without a group.

@@ -137,7 +137,9 @@ class PersonaLabel(_Event):
 
 
 class DeadLetter(_Event):
-    """An input we could not use, kept whole. Topic ``survey-responses.dlq``, original key."""
+    """An input we could not use, kept whole: the decoded view of a ``survey-responses.dlq``
+    record, whose key and value are the original bytes and whose headers ``persona.errors.*``
+    carry the other fields (``persona tail dlq --json`` prints this document)."""
 
     schema_version: Literal[1] = 1
     error_kind: str = Field(description="Stable short code, e.g. not_json, invalid_field.")

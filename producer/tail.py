@@ -39,9 +39,16 @@ class TailMessage:
     timestamp_ms: int | None
     key: str | None
     value: bytes | None
+    headers: list[tuple[str, bytes | None]] | None = None
+    raw_key: bytes | None = None
 
     def json_value(self) -> Any:
-        """The value parsed as JSON, or the text itself when it is not JSON."""
+        """The value parsed as JSON, or the text itself when it is not JSON. A dead letter (the
+        original bytes, why in its headers) is shown as the documented DeadLetter document."""
+        from personas.dead_letters import decode, is_dead_letter
+
+        if is_dead_letter(self.headers):
+            return decode(self.raw_key, self.value, self.headers).model_dump(mode="json")
         if self.value is None:
             return None
         text = self.value.decode("utf-8", errors="replace")
@@ -143,6 +150,8 @@ def consume(
                 timestamp_ms=stamp if kind else None,
                 key=key.decode("utf-8", errors="replace") if key is not None else None,
                 value=msg.value(),
+                headers=msg.headers(),
+                raw_key=key,
             )
     finally:
         consumer.close()

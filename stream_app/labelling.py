@@ -18,7 +18,7 @@ from personas.catalogue import FEATURES
 from personas.errors import InvalidEvent
 from personas.model import CentroidModel
 from personas.schemas import MAX_EVENT_BYTES, SurveyResponse, parse_survey_response, utc_now
-from stream_app.dlq import dead_letter
+from stream_app.dlq import DeadLetterRecord, dead_letter
 
 __all__ = ["LABEL_COLUMNS", "BatchOutput", "RawRecord", "label_batch", "next_offsets", "parse"]
 
@@ -67,7 +67,7 @@ class BatchOutput:
     model_version: int
     labels: list[tuple[bytes, bytes]] = field(default_factory=list)  # (key, PersonaLabel JSON)
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # persona_labels rows
-    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetterRecord] = field(default_factory=list)  # (key, value, headers)
     error_kinds: dict[str, int] = field(default_factory=dict)
     event_timestamps_ms: list[int] = field(default_factory=list)  # of labelled events
     labelled_at: datetime | None = None

@@ -69,6 +69,12 @@ class StreamMetrics:
             ["kind"],
             registry=r,
         )
+        self.dead_letters_dropped = Counter(
+            "persona_stream_dead_letters_dropped",
+            "Dead letters the broker refused for good (too large, not authorised): given up, "
+            "so the stream goes on; the original stays at its input offset (logged).",
+            registry=r,
+        )
         self.rows_inserted = Counter(
             "persona_stream_rows_inserted", "New persona_labels rows.", registry=r
         )

@@ -18,7 +18,7 @@ import numpy as np
 from personas.settings import Settings
 from stream_app.labelling import BatchOutput, RawRecord, label_batch
 from stream_app.metrics import StreamMetrics
-from stream_app.output import KafkaOutput, OutputFailed
+from stream_app.output import KafkaOutput, Message, OutputFailed
 from stream_app.sink import PgSink
 from stream_app.swap import ModelHolder
 
@@ -61,7 +61,7 @@ class BatchProcessor:
         model = self.holder.current  # read once: the whole batch is labelled by this version
         out = label_batch(records, model)
         topics = self.settings.topics
-        batches: list[tuple[str, Sequence[tuple[bytes | None, bytes]]]] = [
+        batches: list[tuple[str, Sequence[Message]]] = [
             (topics.labels, out.labels),
             (topics.dlq, out.dead_letters),
         ]

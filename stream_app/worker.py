@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from personas.dead_letters import decode_source
 from personas.settings import Settings
 from stream_app.labelling import RawRecord, next_offsets
 from stream_app.metrics import StreamMetrics
@@ -111,8 +112,25 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
     )
     stop = threading.Event()
     sink = PgSink(settings, stop, max_backoff=stream.retry_max_backoff)
+
+    def dropped(topic: str, headers: Any, why: str) -> None:
+        where = decode_source(headers)
+        log.error(
+            "dead letter of %s could not be written to %s (%s): given up so the stream goes on; "
+            "the original is still at that offset",
+            where,
+            topic,
+            why,
+        )
+        metrics.dead_letters_dropped.inc()
+
     output = KafkaOutput(
-        settings, stop, linger_ms=stream.producer_linger_ms, max_backoff=stream.retry_max_backoff
+        settings,
+        stop,
+        linger_ms=stream.producer_linger_ms,
+        max_backoff=stream.retry_max_backoff,
+        droppable=frozenset({settings.topics.dlq}),
+        on_dropped=dropped,
     )
     processor = BatchProcessor(settings, holder, sink, output, metrics, stop)
     processor.warm_up()

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from personas.catalogue import FEATURES
 from personas.cli import build_app
+from personas.dead_letters import encode_headers
 from personas.errors import ConfigError
 from personas.schemas import (
     DeadLetter,
@@ -160,14 +161,13 @@ def test_tail_formats_every_topic() -> None:
     assert format_message("labels", _msg(label)).endswith(
         "resp-1 → Sustainable Steve (0) d=3.25 margin=12.50 model v4 OUTLIER"
     )
-    dead = DeadLetter(
-        error_kind="not_json", reason="value is not JSON", source_topic="survey-responses",
-        source_partition=1, source_offset=9, original_key="k", original_value_b64="eA==",
-        failed_at=NOW,
-    )  # fmt: skip
-    assert format_message("dlq", _msg(dead)).endswith(
+    headers = encode_headers("not_json", "value is not JSON", "survey-responses", 1, 9, NOW)
+    dead = TailMessage("t", 2, 17, 1740830400000, "k", b"x", headers, b"k")
+    assert format_message("dlq", dead).endswith(
         "not_json: value is not JSON (from survey-responses[1]@9, key=k)"
     )
+    assert DeadLetter.model_validate(dead.json_value()).original_value_b64 == "eA=="
+    assert json.loads(dead.to_json())["value"]["error_kind"] == "not_json"
     report = DriftReport(
         window_id="2025-03-01T00", window_start=NOW, window_end=NOW, event_count=120,
         model_version=1, status="drift", created_at=NOW,

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from personas.catalogue import FEATURES
+from personas.dead_letters import decode
 from personas.model import CentroidModel
-from personas.schemas import DeadLetter, PersonaLabel
+from personas.schemas import PersonaLabel
 from stream_app.labelling import LABEL_COLUMNS, RawRecord, label_batch
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -95,7 +96,7 @@ def test_bad_events_become_dead_letters_and_good_ones_still_flow(
     assert len(out.labels) == 1 and len(out.rows) == 1
     assert len(out.dead_letters) == len(bad)
     assert out.n_in == len(bad) + 1
-    letters = [DeadLetter.model_validate_json(value) for _, value in out.dead_letters]
+    letters = [decode(*letter) for letter in out.dead_letters]
     kinds = [letter.error_kind for letter in letters]
     assert kinds == [
         "not_json", "empty", "empty", "not_object", "invalid_field", "unknown_schema_version",
@@ -105,12 +106,13 @@ def test_bad_events_become_dead_letters_and_good_ones_still_flow(
         "not_json": 2, "empty": 2, "not_object": 1, "invalid_field": 3,
         "unknown_schema_version": 1, "non_finite": 1, "oversized": 1,
     }  # fmt: skip
-    for offset, (letter, (key, _)) in enumerate(zip(letters, out.dead_letters, strict=True)):
+    for offset, (letter, (key, _, _)) in enumerate(zip(letters, out.dead_letters, strict=True)):
         assert key == b"key%d" % offset
         assert letter.source_offset == 100 + offset and letter.source_partition == 2
         assert letter.source_topic == "in"
         assert letter.reason
-    assert base64.b64decode(letters[0].original_value_b64) == b"not json {"
+    assert out.dead_letters[0][1] == b"not json {"  # the original bytes, unchanged
+    assert out.dead_letters[8][1] == b"\xff\xfe binary"
     assert base64.b64decode(letters[8].original_value_b64) == b"\xff\xfe binary"
     assert "x4" in letters[6].reason and "x3" in letters[4].reason
 
