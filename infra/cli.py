@@ -190,9 +190,16 @@ def demo(
     reset: Annotated[
         bool,
         typer.Option(
-            help="Start clean: recreate the topics, empty the app tables, drop the model."
+            help="Start clean: recreate the demo's topics, empty its tables, drop its model."
         ),
     ] = True,
+    namespace: Annotated[
+        str,
+        typer.Option(
+            help="The demo's own names: topics <name>-NS, PostgreSQL schema NS, model "
+            "persona-model-NS. Nothing outside them is read or changed."
+        ),
+    ] = "demo",
     web_port: Annotated[
         int, typer.Option(help="Port of the stream worker's /health, /metrics.")
     ] = 6066,
@@ -200,10 +207,10 @@ def demo(
     """The main job: four months replayed through the live pipeline — labels, a drift alert,
     a retrain and a hot swap — then a summary and a plot. Needs the stack (`make up`).
 
-    With --reset (the default) it deletes the contents of the configured topics, tables and
-    registered model on the stack it talks to: run it against the local stack, not production.
+    It runs in a namespace of its own (--namespace): its topics, schema and registered model;
+    --reset (the default) empties those and nothing else, so your data on the same stack is safe.
     """
-    from infra.demo.runner import DemoOptions, run_demo
+    from infra.demo.runner import DemoOptions, demo_settings, run_demo
     from personas.settings import Settings
 
     options = DemoOptions(
@@ -214,7 +221,7 @@ def demo(
         reset=reset,
         web_port=web_port,
     )
-    run_demo(Settings(), options)
+    run_demo(demo_settings(Settings(), namespace), options)
 
 
 def doctor(

@@ -7,6 +7,7 @@ hand").
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -20,11 +21,41 @@ from infra.demo.scenario import DEFAULT_MONTHS, DemoMonth
 from infra.demo.services import ChildService, persona_argv
 from infra.demo.summary import label_counts, plot, print_summary
 from personas import db
-from personas.errors import PersonaError
+from personas.errors import ConfigError, PersonaError
 from personas.kafka import admin_config, check_kafka, ensure_topics, topic_specs
-from personas.settings import Settings, settings_env
+from personas.settings import Settings, TopicNames, settings_env
 
-__all__ = ["DemoOptions", "DemoResult", "reset_state", "run_demo"]
+__all__ = ["DemoOptions", "DemoResult", "demo_settings", "reset_state", "run_demo"]
+
+_NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
+
+
+def demo_settings(settings: Settings, namespace: str = "demo") -> Settings:
+    """The demo's own names on the stack ``settings`` points at: topics ``<name>-<namespace>``,
+    PostgreSQL schema ``<namespace>``, model ``persona-model-<namespace>``. Resetting them (the
+    demo's clean slate) can never touch the topics, tables or model of the user's settings."""
+    if not _NAMESPACE.match(namespace) or namespace == settings.pg_schema:
+        raise ConfigError(
+            f"demo namespace {namespace!r}: use lower-case letters, digits and _ (not the "
+            f"schema {settings.pg_schema!r} of your settings)"
+        )
+    return settings.model_copy(
+        update={
+            "topics": TopicNames.private(namespace),
+            "pg_schema": namespace,
+            "model_name": f"persona-model-{namespace}",
+        }
+    )
+
+
+def namespace_env(settings: Settings) -> str:
+    """The lines of an env file that point `persona …` commands at the demo's names."""
+    lines = [f"PERSONA_TOPIC_{k.upper()}={v}" for k, v in settings.topics.model_dump().items()]
+    lines += [
+        f"PERSONA_PG_SCHEMA={settings.pg_schema}",
+        f"PERSONA_MODEL_NAME={settings.model_name}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -148,7 +179,8 @@ def run_demo(
     logs = options.out_dir / "logs"
     reports_dir = (options.out_dir / "reports").resolve()
     env["PERSONA_MONITOR_REPORTS_DIR"] = str(reports_dir)
-    env["PERSONA_TRAINER_GROUP_ID"] = f"demo-trainer-{suffix}"
+    # Group names under the prefixes of personas.access, so the demo runs on a secured cluster too.
+    env["PERSONA_TRAINER_GROUP_ID"] = f"persona-trainer-{settings.pg_schema}-{suffix}"
     env["PERSONA_STREAM_STATE_DIR"] = str((options.out_dir / "stream-state").resolve())
 
     console.rule("1. the stack")
@@ -175,7 +207,11 @@ def run_demo(
         ChildService(
             "stream",
             persona_argv(
-                "stream", "--app-id", f"demo-stream-{suffix}", "--web-port", str(options.web_port)
+                "stream",
+                "--app-id",
+                f"persona-stream-{settings.pg_schema}-{suffix}",
+                "--web-port",
+                str(options.web_port),
             ),
             logs / "stream.log",
             env,
@@ -187,7 +223,7 @@ def run_demo(
                 "--window",
                 options.window,
                 "--group-id",
-                f"demo-monitor-{suffix}",
+                f"persona-monitor-{settings.pg_schema}-{suffix}",
                 "--reports",
                 "non_ok",
             ),
@@ -226,9 +262,13 @@ def run_demo(
     plot_path = plot(seen, options.out_dir / "drift-and-mix.png", alpha=0.0025)
     print_summary(settings, seen, console, plot_path, reports_dir)
     rows, distinct = label_counts(settings)
+    env_file = options.out_dir / "demo.env"
+    env_file.write_text(namespace_env(settings))
     console.print(
-        "The stack is still running for you to explore: `persona tail labels`, "
-        "`persona alerts`, the MLflow UI. Stop it with `make down`."
+        f"The demo's data is in its own names (topics {settings.topics.labels}, …; schema "
+        f"{settings.pg_schema}; model {settings.model_name}); nothing else on the stack was "
+        f"touched. Explore it: `set -a; . {env_file}; set +a`, then `persona tail labels`, "
+        "`persona alerts`, the MLflow UI. Stop the stack with `make down`."
     )
     return DemoResult(seen, total, rows, distinct, plot_path)
 

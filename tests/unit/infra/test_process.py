@@ -94,3 +94,21 @@ def _members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != "Z":
             found.append(int(stat.parent.name))
     return found
+
+
+def test_demo_names_never_meet_the_users() -> None:
+    import pytest
+
+    from infra.demo.runner import demo_settings, namespace_env
+    from personas.errors import ConfigError
+    from personas.settings import Settings
+
+    base = Settings(_env_file=None)
+    demo = demo_settings(base)
+    for name, value in demo.topics.model_dump().items():
+        assert value != getattr(base.topics, name)
+        assert f"PERSONA_TOPIC_{name.upper()}={value}" in namespace_env(demo)
+    assert (demo.pg_schema, demo.model_name) == ("demo", "persona-model-demo")
+    for bad in ("public", "Demo", "a-b", ""):
+        with pytest.raises(ConfigError):
+            demo_settings(base, bad)
