@@ -192,6 +192,9 @@ def run_demo(
     )
     if options.reset:
         reset_state(settings, console)
+    else:  # the demo's names may not exist yet on this stack
+        ensure_topics(settings)
+        db.apply_migrations(settings)
 
     console.rule("2. the months")
     files, everything = _generate(options, env, console)
