@@ -19,6 +19,7 @@ from typing import Any
 from infra.stack.detached import DetachedService
 from infra.stack.layout import Layout
 from infra.stack.process import (
+    file_lock,
     log_tail,
     port_open,
 )
@@ -79,6 +80,12 @@ class KafkaService(DetachedService):
         done = self.libs / ".complete"
         if done.exists():
             return self.libs
+        with file_lock(self.libs.parent / ".fetch.lock"):  # another `stack up` may be fetching
+            if not done.exists():
+                self._fetch(done)
+        return self.libs
+
+    def _fetch(self, done: Path) -> None:
         mvn = shutil.which("mvn")
         if mvn is None:
             raise StackError("Maven (mvn) is not installed: it fetches the Kafka broker jars")
@@ -114,7 +121,6 @@ class KafkaService(DetachedService):
                 + log_tail(log)
             )
         done.write_text(self.settings.kafka_version + "\n")
-        return self.libs
 
     #: Properties every node of ours has, whatever its listeners and security.
     COMMON = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.stack.layout import Layout, ServiceStatus
-from infra.stack.process import log_tail, port_open, read_pid, wait_until
+from infra.stack.process import file_lock, log_tail, port_open, read_pid, wait_until
 from personas.errors import StackError
 from personas.settings import Settings
 
@@ -176,6 +176,11 @@ class PostgresService:
             return False
         return True
 
+    def _install(self) -> Path:
+        # One apt-get at a time: the other profile's `stack up` may be installing it right now.
+        with file_lock(self.layout.cache / "postgres-install.lock"):
+            return find_bin_dir() or install_postgres()
+
     def _initdb(self, bin_dir: Path) -> None:
         if (self.data / "PG_VERSION").exists():
             return
@@ -224,7 +229,7 @@ class PostgresService:
                 f"port {self.settings.pg_port} on {self.settings.pg_host} is taken by a process "
                 f"that is not this stack's PostgreSQL; stop it or set {self.port_variable}"
             )
-        bin_dir = find_bin_dir() or install_postgres()
+        bin_dir = find_bin_dir() or self._install()
         self._initdb(bin_dir)
         log = self._prepare_log()
         options = (

@@ -8,18 +8,20 @@ stranger's process.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from personas.errors import StackError
 
 __all__ = [
     "cmdline",
+    "file_lock",
     "group_alive",
     "log_tail",
     "owned_pid",
@@ -151,6 +153,19 @@ def stop_pid(pid: int, name: str, timeout: float) -> None:
         os.killpg(pgid, signal.SIGKILL)
     if not wait_until(lambda: not group_alive(pgid), 10, 0.2):
         raise StackError(f"{name} (process group {pgid}) did not stop")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the block: two `stack up` at
+    once (both profiles in `make test`) must not run Maven or apt-get over each other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def log_tail(log_file: Path, lines: int = 8) -> str:

@@ -112,3 +112,21 @@ def test_demo_names_never_meet_the_users() -> None:
     for bad in ("public", "Demo", "a-b", ""):
         with pytest.raises(ConfigError):
             demo_settings(base, bad)
+
+
+def test_file_lock_keeps_a_second_process_out_until_released(tmp_path: Path):
+    """Two `stack up` at once (make test starts both profiles) take turns at Maven and apt-get."""
+    from infra.stack.process import file_lock
+
+    lock = tmp_path / "x.lock"
+    probe = (
+        "import fcntl, sys\n"
+        "fh = open(sys.argv[1], 'a')\n"
+        "try:\n"
+        "    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(1)\n"
+    )
+    with file_lock(lock):
+        assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 1
+    assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 0
