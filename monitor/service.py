@@ -22,7 +22,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor import store
@@ -62,6 +62,7 @@ class MonitorStats:
     adopted: int = 0
     retrains: int = 0
     late: int = 0
+    future: int = 0  # dated beyond the wall clock + future_margin_s: ignored
 
 
 class WindowProcessor:
@@ -338,6 +339,25 @@ def run(
             except Exception as exc:
                 log.warning("offset commit failed: %s", exc)
 
+    future_margin = timedelta(seconds=ms.future_margin_s)
+
+    def from_the_future(at: datetime, source: Source, offset: int) -> bool:
+        """An event dated beyond the wall clock + margin: counted, said, never observed."""
+        if at <= datetime.now(UTC) + future_margin:
+            return False
+        stats.future += 1
+        if stats.future == 1 or stats.future % 1000 == 0:
+            log.warning(
+                "ignoring an event dated %s at %s@%d: beyond the clock + %s "
+                "(PERSONA_MONITOR_FUTURE_MARGIN_S); %d so far",
+                at.isoformat(),
+                source,
+                offset,
+                future_margin,
+                stats.future,
+            )
+        return True
+
     def handle(msg: Any) -> None:
         source: Source = (str(msg.topic()), int(msg.partition()))
         clock = label_clock if source[0] == labels_topic else response_clock
@@ -356,6 +376,8 @@ def run(
             _, ts = msg.timestamp()
             if ts >= 0 and clock is not None:
                 submitted_at = datetime.fromtimestamp(ts / 1000, UTC)
+                if from_the_future(submitted_at, source, offset):
+                    return
                 clock.observe(source, submitted_at)
                 windower.add_response(submitted_at, source, offset)
             return
@@ -364,6 +386,8 @@ def run(
         except ValueError as exc:
             stats.invalid += 1
             log.warning("skipping invalid label at %s@%d: %s", source, offset, exc)
+            return
+        if from_the_future(event.submitted_at, source, offset):
             return
         stats.labels += 1
         label_clock.observe(source, event.submitted_at)

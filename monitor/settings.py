@@ -145,6 +145,12 @@ class MonitorSettings(BaseSettings):
         True, description="Count survey-responses per window (labelled share in each report)."
     )
     commit_interval_s: float = Field(2.0, gt=0, description="Seconds between offset commits.")
+    future_margin_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Events dated more than this after the monitor's clock are counted and "
+        "ignored: they would close every window up to their date at once.",
+    )
     history_windows: int = Field(
         50, ge=0, description="Stored windows replayed into the policy at start-up."
     )

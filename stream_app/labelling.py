@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -97,23 +97,43 @@ def parse(raw: bytes | None) -> SurveyResponse:
     return parse_survey_response(raw)
 
 
+#: How far ahead of the wall clock an event may claim to have been submitted by default.
+FUTURE_MARGIN = timedelta(hours=1)
+
+
 def label_batch(
-    records: list[RawRecord], model: CentroidModel, *, now: datetime | None = None
+    records: list[RawRecord],
+    model: CentroidModel,
+    *,
+    now: datetime | None = None,
+    future_margin: timedelta = FUTURE_MARGIN,
 ) -> BatchOutput:
-    """Validate, label (one matrix product for the batch) and serialise a batch of records."""
+    """Validate, label (one matrix product for the batch) and serialise a batch of records.
+
+    An event dated more than ``future_margin`` after the wall clock (a device with a wrong clock,
+    a typo in a year) is dead-lettered as ``future_timestamp``: event time drives the monitor's
+    windows, and one event from 2031 would close every window up to 2031 at once."""
     out = BatchOutput(model_version=model.version)
     good: list[SurveyResponse] = []
     stamps: list[int] = []
+    labelled_at = now or utc_now()
+    latest = labelled_at + future_margin
     for record in records:
         try:
             event = parse(record.value)
+            if event.submitted_at > latest:
+                raise InvalidEvent(
+                    "future_timestamp",
+                    f"submitted_at {_iso(event.submitted_at)} is more than "
+                    f"{future_margin.total_seconds():.0f} s after the clock of the worker "
+                    f"({_iso(labelled_at)}; PERSONA_STREAM_FUTURE_MARGIN_S)",
+                )
         except InvalidEvent as exc:
             out.dead_letters.append(dead_letter(record, exc.kind, exc.reason))
             out.error_kinds[exc.kind] = out.error_kinds.get(exc.kind, 0) + 1
             continue
         good.append(event)
         stamps.append(record.timestamp_ms or 0)
-    labelled_at = now or utc_now()
     out.labelled_at = labelled_at
     if not good:
         return out

@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
 import numpy as np
 
 from personas.settings import Settings
-from stream_app.labelling import BatchOutput, RawRecord, label_batch
+from stream_app.labelling import FUTURE_MARGIN, BatchOutput, RawRecord, label_batch
 from stream_app.metrics import StreamMetrics
 from stream_app.output import KafkaOutput, Message, OutputFailed
 from stream_app.sink import PgSink
@@ -36,7 +37,9 @@ class BatchProcessor:
         output: KafkaOutput,
         metrics: StreamMetrics,
         stop: threading.Event,
+        future_margin: timedelta = FUTURE_MARGIN,
     ) -> None:
+        self.future_margin = future_margin
         self.settings = settings
         self.holder = holder
         self.sink = sink
@@ -59,7 +62,7 @@ class BatchProcessor:
         """Label and make durable; raises ``Stopping`` if the worker stops before it is durable."""
         started = time.perf_counter()
         model = self.holder.current  # read once: the whole batch is labelled by this version
-        out = label_batch(records, model)
+        out = label_batch(records, model, future_margin=self.future_margin)
         topics = self.settings.topics
         batches: list[tuple[str, Sequence[Message]]] = [
             (topics.labels, out.labels),

@@ -101,6 +101,12 @@ class StreamSettings(BaseSettings):
     retry_max_backoff: float = Field(
         30.0, gt=0, description="Longest pause between retries while PostgreSQL or Kafka is down."
     )
+    future_margin_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Events dated more than this after the worker's clock go to the DLQ "
+        "(future_timestamp): a wrong device clock must not move the monitor's event time.",
+    )
     shutdown_grace: float = Field(
         20.0, ge=0, description="Seconds a stopping worker lets the in-flight batch finish."
     )

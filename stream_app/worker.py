@@ -11,6 +11,7 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from personas.dead_letters import decode_source
@@ -132,7 +133,15 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
         droppable=frozenset({settings.topics.dlq}),
         on_dropped=dropped,
     )
-    processor = BatchProcessor(settings, holder, sink, output, metrics, stop)
+    processor = BatchProcessor(
+        settings,
+        holder,
+        sink,
+        output,
+        metrics,
+        stop,
+        future_margin=timedelta(seconds=stream.future_margin_s),
+    )
     processor.warm_up()
     watcher = ModelWatcher(settings, holder, poll_seconds=stream.registry_poll_seconds)
     return Runtime(

@@ -382,3 +382,71 @@ def test_after_a_hot_swap_windows_are_judged_against_the_new_reference(
         (note,) = [t for t in r.tests if t.name == "info:relabelled"]
         assert note.statistic == r.event_count  # every v1 label relabelled with v2
     assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
+
+
+def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_late(
+    isolated_settings: Settings,
+    vendor_model: CentroidModel,
+    tmp_path: Path,
+    monitors: list[Running],
+) -> None:
+    """Found by hand: one event dated 2031 between a replayed February and March made the
+    monitor drop the next 2,076 events as late, and March was never judged. An event dated
+    beyond the wall clock (+ PERSONA_MONITOR_FUTURE_MARGIN_S) is counted and ignored. (The
+    stream worker dead-letters such events; this label comes from elsewhere.)"""
+    settings = isolated_settings
+    january = _month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
+    champion = registry.load_version(settings, _register_champion(settings, vendor_model, january))
+    ms = MonitorSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        window="7d",
+        window_origin=ORIGIN,
+        allowed_lateness="1h",
+        min_events=40,
+        reports="non_ok",
+        reports_dir=tmp_path / "reports",
+        group_id=f"monitor-o-{settings.model_name}",
+        commit_interval_s=0.5,
+    )
+    feb = _publish(settings, champion, MONTHS[:1], sentinel=False)
+    monitors.append(Running(settings, ms))
+    stats = monitors[0].stats
+    deadline = time.monotonic() + 120
+    while stats.labels < len(feb) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats.labels == len(feb)
+
+    _publish_outlier(settings, champion, datetime(2031, 1, 1, tzinfo=UTC), 90_001)
+    while stats.future < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats.future == 1
+
+    march = _publish(settings, champion, MONTHS[1:2], sentinel=True, first_id=len(feb))
+    march_starts = {ORIGIN + ((t - ORIGIN) // WEEK) * WEEK for t in march if t < SENTINEL}
+    mar_weeks = {s for s in march_starts if s.month == 3 and (s + WEEK).month == 3}
+    while time.monotonic() < deadline + 120:
+        raw = _read(settings, settings.topics.alerts, 1, timeout=2)
+        starts = {DriftReport.model_validate_json(v).window_start for v in raw}
+        if mar_weeks <= starts:
+            break
+    stats = monitors[0].finish()
+    assert mar_weeks <= starts, "March was never judged"
+    assert stats.late == 0, f"{stats.late} events dropped as late"
+    assert stats.future == 1
+
+
+def _publish_outlier(settings: Settings, model: CentroidModel, at: datetime, number: int) -> None:
+    from confluent_kafka import Producer
+
+    from personas.kafka import producer_config
+
+    values = {name: float(v) for name, v in zip(FEATURES, model.centroids[0], strict=True)}
+    label = PersonaLabel(
+        event_id=uuid.UUID(int=number), respondent_id="outlier", submitted_at=at,
+        persona_id=model.persona_ids[0], persona_name=model.name_of(model.persona_ids[0]),
+        distance=0.0, margin=1.0, is_outlier=False, model_version=model.version,
+        labelled_at=datetime.now(UTC), **values,
+    )  # fmt: skip
+    producer = Producer(producer_config(settings))
+    producer.produce(settings.topics.labels, label.model_dump_json().encode(), b"outlier")
+    assert producer.flush(30) == 0

@@ -147,3 +147,23 @@ def test_a_dead_letter_the_broker_refuses_never_stops_the_stream(
     )
     wait_for(lambda: pg_count(s)[0] == len(events) + len(more), 90, "the successor's events")
     assert metric(successor.metrics(), "persona_stream_dead_letters_dropped_total") == 0
+
+
+def test_an_event_dated_in_the_future_is_dead_lettered(
+    isolated_settings: Settings, workers: Callable[..., Worker], vendor_model: CentroidModel
+) -> None:
+    s = isolated_settings
+    events = make_events(vendor_model, 10, seed=34)
+    future = {**events[0], "event_id": "0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f"}
+    future["submitted_at"] = "2031-01-01T00:00:00Z"
+    messages = [(e["respondent_id"].encode(), json.dumps(e).encode()) for e in events]
+    _produce_raw(s, s.topics.responses, [*messages, (b"typo", json.dumps(future).encode())])
+    worker = workers("--batch-size", "8", PERSONA_STREAM_FUTURE_MARGIN_S="7200")
+    worker.wait_ready()
+    wait_for(lambda: pg_count(s)[0] == len(events), 90, "the present events")
+    letters = read_topic(s, s.topics.dlq, expect=1, timeout=60)
+    letter = decode(letters[0].key(), letters[0].value(), letters[0].headers())
+    assert letter.error_kind == "future_timestamp"
+    assert "more than 7200 s after" in letter.reason
+    text = worker.metrics()
+    assert metric(text, "persona_stream_events_dead_lettered_total", kind="future_timestamp") == 1

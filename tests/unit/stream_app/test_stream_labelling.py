@@ -165,3 +165,25 @@ def test_fast_path_accepts_and_rejects_exactly_like_parse_survey_response(
         except InvalidEvent as exc:
             got = (exc.kind, exc.reason)
         assert got == expected, raw
+
+
+def test_an_event_from_the_future_is_dead_lettered(vendor_model: CentroidModel) -> None:
+    from datetime import timedelta
+
+    good = {
+        "schema_version": 1,
+        "respondent_id": "r",
+        **{f: 0.0 for f in FEATURES},
+    }
+    soon = {**good, "event_id": str(uuid.uuid4()), "submitted_at": "2026-01-01T00:59:00Z"}
+    late = {**good, "event_id": str(uuid.uuid4()), "submitted_at": "2031-01-01T00:00:00Z"}
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    out = label_batch(_records([soon, late]), vendor_model, now=now)
+    assert len(out.labels) == 1
+    assert out.error_kinds == {"future_timestamp": 1}
+    letter = decode(*out.dead_letters[0])
+    assert "2031-01-01T00:00:00Z" in letter.reason and "FUTURE_MARGIN" in letter.reason
+    wider = label_batch(
+        _records([late]), vendor_model, now=now, future_margin=timedelta(days=365 * 6)
+    )
+    assert len(wider.labels) == 1
