@@ -122,19 +122,29 @@ topics_app = typer.Typer(help="Kafka topics of the contract.", no_args_is_help=T
 
 
 @topics_app.command("create")
-def topics_create() -> None:
+def topics_create(
+    fix_configs: Annotated[
+        bool,
+        typer.Option(
+            "--fix-configs",
+            help="Also set the configs (retention, max.message.bytes, …) of existing topics to "
+            "the settings'; partitions and replication are never changed.",
+        ),
+    ] = False,
+) -> None:
     """Create the six topics that are missing, with the configured partitions, replication factor
     (PERSONA_KAFKA_REPLICATION_FACTOR) and min.insync.replicas (PERSONA_KAFKA_MIN_INSYNC_REPLICAS).
 
-    Topics that already exist are never changed; those whose partitions, replication factor or
-    configs differ from the settings are listed, and the command then exits 1. On a secured
-    cluster run it as a user allowed to create topics (an admin).
+    Topics that already exist are not changed (unless --fix-configs: then their configs are);
+    those whose partitions, replication factor or configs differ from the settings are listed,
+    and the command then exits 1. On a secured cluster run it as a user allowed to create
+    topics and alter their configs (an admin).
     """
     from personas.kafka import create_topics
     from personas.settings import Settings
 
     settings = Settings()
-    created, drift = create_topics(settings)
+    created, drift = create_topics(settings, fix_configs=fix_configs)
     typer.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
     for topic in drift:
         typer.secho(f"differs: {topic}", fg=typer.colors.YELLOW, err=True)

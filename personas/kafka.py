@@ -327,6 +327,8 @@ class TopicDrift:
 
     name: str
     differences: list[str]
+    #: Configs to set to make it match (partitions and replication are never changed here).
+    configs: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.name}: " + ", ".join(self.differences)
@@ -341,7 +343,11 @@ def ensure_topics(
 
 
 def create_topics(
-    settings: Settings, specs: list[TopicSpec] | None = None, timeout: float = 15.0
+    settings: Settings,
+    specs: list[TopicSpec] | None = None,
+    timeout: float = 15.0,
+    *,
+    fix_configs: bool = False,
 ) -> tuple[list[str], list[TopicDrift]]:
     """Create the topics that are missing; returns the names created and the topics that
     already exist with other partitions, replication factor or configs (reported, never
@@ -385,8 +391,44 @@ def create_topics(
             raise ServiceUnavailable(
                 "Kafka", settings.kafka_bootstrap, f"creating topic {name}: {error.str()}"
             ) from None
-    drift = topic_drift(admin, [s for s in wanted if s.name not in created], timeout)
+    existing = [s for s in wanted if s.name not in created]
+    drift = topic_drift(admin, existing, timeout)
+    if fix_configs and any(d.configs for d in drift):
+        _set_configs(admin, [d for d in drift if d.configs], timeout)
+        drift = topic_drift(admin, existing, timeout)
     return created, drift
+
+
+def _set_configs(admin: Any, drift: list[TopicDrift], timeout: float) -> None:
+    """Set the configs an upgrade changed (e.g. the DLQ's max.message.bytes) on existing topics;
+    only the keys named, never partitions or replication."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+    )
+
+    resources = [
+        ConfigResource(
+            ConfigResource.Type.TOPIC,
+            d.name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                for k, v in d.configs.items()
+            ],
+        )
+        for d in drift
+    ]
+    for resource, future in admin.incremental_alter_configs(
+        resources, request_timeout=timeout
+    ).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise ServiceUnavailable(
+                "Kafka", "the cluster", f"setting configs of {resource.name}: {exc.args[0].str()}"
+            ) from None
 
 
 def topic_drift(
@@ -426,10 +468,12 @@ def topic_drift(
             if unreadable is not None:
                 unreadable.append(spec.name)
             entries = {}
+        configs = {}
         for key, wanted in spec.config.items():
             entry = entries.get(key)
             if entry is not None and str(entry.value) != wanted:
                 differences.append(f"{key}={entry.value} (want {wanted})")
+                configs[key] = wanted
         if differences:
-            drift.append(TopicDrift(spec.name, differences))
+            drift.append(TopicDrift(spec.name, differences, configs))
     return drift

@@ -221,9 +221,12 @@ class Settings(BaseSettings):
             return read_secret(self.pg_password_file, "PERSONA_PG_PASSWORD_FILE")
         return self.pg_password.get_secret_value()
 
-    def pg_params(self, database: str | None = None) -> dict[str, str]:
-        """libpq keyword parameters of a connection (password included): the DSN when one is
-        configured, completed by the parts it leaves out; ``database`` replaces its dbname."""
+    def pg_params(
+        self, database: str | None = None, *, with_password: bool = True
+    ) -> dict[str, str]:
+        """libpq keyword parameters of a connection: the DSN when one is configured, completed
+        by the parts it leaves out; ``database`` replaces its dbname. ``with_password=False``
+        (for display) never reads the password or its file."""
         params: dict[str, str] = {}
         url = self.pg_url.get_secret_value()
         if url:
@@ -247,6 +250,9 @@ class Settings(BaseSettings):
         ):
             if path is not None:
                 params.setdefault(key, str(path))
+        if not with_password:
+            params.pop("password", None)
+            return params
         explicit = self.pg_password_file is not None or "pg_password" in self.model_fields_set
         if "password" not in params and (explicit or not url):
             params["password"] = self.pg_secret()
@@ -254,7 +260,7 @@ class Settings(BaseSettings):
 
     def pg_dsn(self, database: str | None = None, *, with_password: bool = True) -> str:
         """libpq URI; ``with_password=False`` for anything printed or logged."""
-        return _pg_uri("postgresql", self.pg_params(database), with_password=with_password)
+        return _pg_uri("postgresql", self.pg_params(database, with_password=with_password))
 
     def mlflow_backend_uri(self) -> str:
         """SQLAlchemy URI of MLflow's backend store (psycopg 3 driver; psycopg2 is not installed).
@@ -291,11 +297,11 @@ def settings_env(settings: Settings, base: dict[str, str] | None = None) -> dict
     return env
 
 
-def _pg_uri(scheme: str, params: dict[str, str], *, with_password: bool = True) -> str:
+def _pg_uri(scheme: str, params: dict[str, str]) -> str:
     rest = dict(params)
     auth = quote(rest.pop("user", ""), safe="")
     password = rest.pop("password", None)
-    if with_password and password:
+    if password:
         auth += ":" + quote(password, safe="")
     host = rest.pop("host", "")
     port = rest.pop("port", "")

@@ -552,7 +552,7 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> None:
         f"acls      {len(cluster.desired_acls())} ACLs of personas.access, {acls} created"
         + (f"; {len(extra)} others kept (not in that table)" if extra else "")
     )
-    created, drift = create_topics(admin_settings)
+    created, drift = create_topics(admin_settings, fix_configs=True)  # its own topics
     say(f"topics    {len(created)} created" + (f": {', '.join(created)}" if created else ""))
     for topic in drift:
         say(f"topics    differs: {topic}")

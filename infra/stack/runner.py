@@ -13,7 +13,7 @@ from infra.stack.mlflow_server import MlflowService
 from infra.stack.postgres import PostgresService
 from personas import db
 from personas.errors import StackError
-from personas.kafka import ensure_topics
+from personas.kafka import create_topics
 from personas.settings import Settings
 
 __all__ = ["PROFILES", "down", "services", "status", "up"]
@@ -64,7 +64,8 @@ def up(settings: Settings, say: Callable[[str], None] = print, profile: str = "d
         say(f"{service.name:<9} {outcome} ({time.monotonic() - t0:.1f} s)")
         started.append(service)
     _still_answering(started, settings)
-    created = ensure_topics(settings)
+    # The local stack's own topics: configs an upgrade changed are set (never partitions).
+    created, _ = create_topics(settings, fix_configs=True)
     say(f"topics    {len(created)} created" + (f": {', '.join(created)}" if created else ""))
     applied = db.apply_migrations(settings)
     say(

@@ -89,9 +89,17 @@ def loop(cluster: Cluster, cluster_admin: Settings, unique: str) -> Iterator[Loo
     try:
         yield Loop(cluster, admin, unique)
     finally:
-        with contextlib.suppress(Exception):  # cleanup must not mask the test's own result
-            for future in client.delete_acls(bindings, request_timeout=30).values():
-                future.result(timeout=60)
+        from confluent_kafka.admin import AclBindingFilter
+
+        filters = [
+            AclBindingFilter(
+                b.restype, b.name, b.resource_pattern_type, b.principal, b.host,
+                b.operation, b.permission_type,
+            )
+            for b in bindings
+        ]  # fmt: skip
+        for future in client.delete_acls(filters, request_timeout=30).values():
+            future.result(timeout=60)  # a leak would pile up grants on the shared cluster
         for future in client.delete_topics(
             [s.name for s in topic_specs(admin)], operation_timeout=30
         ).values():

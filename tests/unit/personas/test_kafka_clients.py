@@ -341,3 +341,11 @@ def test_no_kafka_client_is_built_any_other_way() -> None:
                     problems.append(f"{where}: faust.App without **faust_broker(settings)")
     assert checked > 30, "the scan found too few clients: has the layout changed?"
     assert not problems, "\n".join(problems)
+
+
+def test_a_displayed_dsn_never_reads_the_password_file(tmp_path: Path) -> None:
+    missing = tmp_path / "not-yet-written"
+    settings = Settings(_env_file=None, pg_password_file=missing)
+    assert settings.pg_dsn(with_password=False).startswith("postgresql://persona@")
+    with pytest.raises(ConfigError, match="PERSONA_PG_PASSWORD_FILE"):
+        settings.pg_dsn()
