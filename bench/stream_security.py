@@ -67,6 +67,29 @@ def _start_worker(settings: Settings, extra_env: dict[str, str], state: Path, ba
     return proc
 
 
+def _start_bare_loop(settings: Settings, extra_env: dict[str, str], batch: int) -> Any:
+    """The same-run ceiling on the same target: stream_throughput's bare confluent-kafka
+    consume → label → produce loop (no PostgreSQL), over the target's security and replication."""
+    env = settings_env(settings)
+    env.update(extra_env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "bench" / "stream_throughput.py"),
+            "--baseline",
+            settings.topics.responses,
+            settings.topics.dlq,  # the loop's output: a topic of this target nobody else reads
+            "--batch",
+            str(batch),
+        ],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env=env,
+    )
+    _wait_line(proc, b"READY", 60)
+    return proc
+
+
 def _cleanup(settings: Settings) -> None:
     from confluent_kafka.admin import AdminClient
 
@@ -93,10 +116,15 @@ def main() -> None:
     local = Settings()
     cluster = Cluster(local)
     tag = uuid.uuid4().hex[:8]
-    targets = {
-        "plaintext-1-broker": (_target(local, tag, "plain"), {}),
+    secure = cluster.settings(ADMIN)
+    workers = {
+        "plaintext-1-broker": _target(local, tag, "plain"),
+        "sasl_ssl-3-brokers-rf3": _target(secure, tag, "secure"),
+    }
+    targets = {  # the bare loop's topics; the worker gets its own (workers)
+        "plaintext-1-broker": (_target(local, tag, "plainbare"), {}),
         "sasl_ssl-3-brokers-rf3": (
-            _target(cluster.settings(ADMIN), tag, "secure"),
+            _target(secure, tag, "securebare"),
             cluster.mlflow_env(),
         ),
     }
@@ -105,12 +133,27 @@ def main() -> None:
     state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-security-{tag}"
     results: dict[str, dict[str, float]] = {}
     try:
-        for settings, _ in targets.values():
+        for settings in [*(s for s, _ in targets.values()), *workers.values()]:
             created, _ = create_topics(settings, timeout=30)
             assert len(created) == 6, created
             db.apply_migrations(settings)
         for name, (settings, extra) in targets.items():
+            print(f"{name}: bare consume -> label -> produce loop ...", flush=True)
+            bare = f"{name} bare loop"
+            results[bare] = measure(
+                bare,
+                settings,
+                settings.topics.responses,
+                settings.topics.dlq,
+                lambda s=settings, e=extra: _start_bare_loop(s, e, args.batch),  # type: ignore[misc]
+                messages,
+                args.rate,
+                args.seconds,
+            )
+            results[bare]["pg_rows"] = results[bare]["pg_distinct"] = float("nan")
+            print(json.dumps(results[bare]), flush=True)
             print(f"{name}: persona stream (batch engine) ...", flush=True)
+            settings = workers[name]  # the worker's own topics and schema
             results[name] = measure(
                 name,
                 settings,
@@ -128,20 +171,24 @@ def main() -> None:
             results[name]["pg_rows"], results[name]["pg_distinct"] = row or (0, 0)
             print(json.dumps(results[name]), flush=True)
     finally:
-        for settings, _ in targets.values():
+        for settings in [*(s for s, _ in targets.values()), *workers.values()]:
             with contextlib.suppress(Exception):
                 _cleanup(settings)
 
-    plain = results["plaintext-1-broker"]
+    plain = results["plaintext-1-broker bare loop"]
     print()
     print(
-        "| target | replay events/s | vs plaintext | paced p50 ms | paced p99 ms | rows = distinct |"
+        "| target | replay events/s | vs plaintext bare loop | paced p50 ms | paced p99 ms "
+        "| PostgreSQL rows = distinct |"
     )
     print("|---|---:|---:|---:|---:|---:|")
     for name, r in results.items():
+        stored = r["pg_rows"]
+        rows = "—" if stored != stored else f"{stored:,.0f} = {r['pg_distinct']:,.0f}"  # nan
+        ratio = r["events_per_s"] / plain["events_per_s"]
         print(
-            f"| {name} | {r['events_per_s']:,.0f} | {r['events_per_s'] / plain['events_per_s']:.2f} "
-            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['pg_rows']:,.0f} = {r['pg_distinct']:,.0f} |"
+            f"| {name} | {r['events_per_s']:,.0f} | {ratio:.2f} "
+            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {rows} |"
         )
     print(
         f"\nreplay of {args.events:,} events, paced {args.rate}/s for {args.seconds:.0f} s; "
