@@ -74,7 +74,7 @@ def attach_agent(app: faust.App, runtime: Runtime) -> None:
 
         def on_failure(exc: BaseException) -> None:
             if isinstance(exc, Stopping | asyncio.CancelledError):
-                log.info("stopping with a batch left uncommitted")
+                batcher.say_uncommitted()
                 return
             log.error("batch failed unexpectedly; stopping the worker uncommitted", exc_info=exc)
             runtime.stop_event.set()
@@ -98,7 +98,7 @@ def attach_agent(app: faust.App, runtime: Runtime) -> None:
         except asyncio.CancelledError:
             if not await batcher.drain(stream.shutdown_grace):
                 runtime.stop_event.set()  # interrupts the sink/producer retry loops
-                log.warning("in-flight batch not durable at shutdown: left uncommitted")
+                batcher.say_uncommitted()
             raise
 
     @app.timer(5.0, name="consumer_lag")  # type: ignore[untyped-decorator]

@@ -52,6 +52,7 @@ class Batcher:
         self.failure: BaseException | None = None
         self.closed = False
         self.submitted: list[int] = []  # sizes of the batches handed to the writer
+        self.said_uncommitted = False  # "left uncommitted" is said once, by whoever sees it first
 
     @property
     def pending(self) -> int:
@@ -60,6 +61,12 @@ class Batcher:
     @property
     def busy(self) -> bool:
         return self._running is not None
+
+    def say_uncommitted(self) -> None:
+        """Say once that work is left undurable (so uncommitted) at shutdown."""
+        if not self.said_uncommitted:
+            self.said_uncommitted = True
+            log.warning("in-flight batch not durable at shutdown: left uncommitted")
 
     def add(self, events: list[Any], records: list[RawRecord]) -> None:
         self._events.extend(events)

@@ -75,6 +75,12 @@ class StreamMetrics:
             "so the stream goes on; the original stays at its input offset (logged).",
             registry=r,
         )
+        self.event_id_conflicts = Counter(
+            "persona_stream_event_id_conflicts",
+            "Events whose event_id was already stored with another payload (the first label is "
+            "kept; logged with the ids).",
+            registry=r,
+        )
         self.rows_inserted = Counter(
             "persona_stream_rows_inserted", "New persona_labels rows.", registry=r
         )

@@ -79,6 +79,15 @@ class BatchProcessor:
             self.metrics.retries.labels(target="kafka").inc()
             self.output.reset()
             self.output.send_all(batches)
+        conflicts = self.sink.last_conflicts
+        if conflicts:
+            self.metrics.event_id_conflicts.inc(len(conflicts))
+            log.warning(
+                "%d event(s) arrived with an event_id already stored with another payload; the "
+                "first label is kept: %s",
+                len(conflicts),
+                ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else ""),
+            )
         self._observe(out, inserted, started, self.sink.retries - pg_retries)
         return out
 

@@ -53,6 +53,14 @@ _MERGE = (
     f"INSERT INTO persona_labels ({_COLUMNS}) SELECT {_COLUMNS} FROM {_STAGE} "
     "ON CONFLICT (event_id) DO NOTHING"
 )
+#: What identifies an event's payload: a re-delivery repeats it exactly; a different one under the
+#: same event_id is a conflict (the producer reused an id), counted and said, the first row kept.
+_PAYLOAD = ("respondent_id", "submitted_at", *(f"x{i}" for i in range(1, 11)))
+_CONFLICTS = (
+    f"SELECT DISTINCT s.event_id::text FROM {_STAGE} s JOIN persona_labels p USING (event_id) "
+    f"WHERE ({', '.join('s.' + c for c in _PAYLOAD)}) IS DISTINCT FROM "
+    f"({', '.join('p.' + c for c in _PAYLOAD)}) ORDER BY 1"
+)
 
 
 class Stopping(PersonaError):
@@ -90,6 +98,8 @@ class PgSink:
         self._conn: psycopg.Connection | None = None
         self._staged = False
         self.retries = 0
+        #: event ids of the last write that arrived again with another payload (first row kept)
+        self.last_conflicts: list[str] = []
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
@@ -128,7 +138,11 @@ class PgSink:
                         copy.write_row(row)
                 cur.execute(_MERGE)
                 inserted = cur.rowcount
+                conflicts: list[str] = []
+                if inserted < len(rows):  # only a batch with duplicates pays for the check
+                    conflicts = [r[0] for r in cur.execute(_CONFLICTS).fetchall()]
             conn.commit()
+            self.last_conflicts = conflicts
         except BaseException:
             self.close()
             raise

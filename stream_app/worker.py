@@ -231,6 +231,10 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
         if exc.code not in (0, None):
             raise
     finally:
+        batcher = runtime.batcher
+        if batcher is not None and (batcher.busy or batcher.pending):
+            # Faust may stop without cancelling the agent (its loop ends first): say it here.
+            batcher.say_uncommitted()
         runtime.stop_event.set()
         runtime.watcher.stop()
         runtime.executor.shutdown(wait=True, cancel_futures=True)

@@ -52,6 +52,7 @@ class FakeSink:
         self.rows: list[Any] = []
         self.retries = 0
         self.existing = existing
+        self.last_conflicts: list[str] = []
 
     def write(self, rows: list[Any]) -> int:
         self.rows.extend(rows)
