@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +108,22 @@ class PostgresService:
             return home
         # As root, PostgreSQL runs as the `postgres` user, which must reach its data folder and
         # write its log; if the project lives where others cannot go (a 0700 home directory),
-        # everything that user touches lives in /var/lib instead, keyed by the stack's path.
-        digest = hashlib.sha1(str(self.layout.root).encode()).hexdigest()[:12]
+        # everything that user touches lives in /var/lib instead, keyed by the stack's path and
+        # an id kept in the stack folder: a new checkout at the same path (a fresh clone) gets
+        # a new cluster, never the data — and the passwords — of the one it replaced.
+        key = f"{self.layout.root}:{self._location_id()}"
+        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
         return RELOCATED / digest / "postgres"
+
+    def _location_id(self) -> str:
+        marker = self.layout.root / "postgres.location-id"
+        try:
+            return marker.read_text().strip()
+        except FileNotFoundError:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            ident = uuid.uuid4().hex
+            marker.write_text(ident + "\n")
+            return ident
 
     @property
     def relocated(self) -> bool:

@@ -130,3 +130,25 @@ def test_file_lock_keeps_a_second_process_out_until_released(tmp_path: Path):
     with file_lock(lock):
         assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 1
     assert subprocess.run([sys.executable, "-c", probe, str(lock)]).returncode == 0
+
+
+def test_a_fresh_checkout_at_the_same_path_never_reuses_relocated_postgres_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A private checkout's PostgreSQL lives under /var/lib (as root); a new clone at the same
+    path must get a new cluster, not the old one's data with the old passwords."""
+    import shutil
+
+    from infra.stack import postgres
+    from infra.stack.layout import Layout
+    from personas.settings import Settings
+
+    monkeypatch.setattr(postgres.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(postgres, "_traversable_by_others", lambda _root: False)
+    settings = Settings(_env_file=None, stack_dir=tmp_path / ".stack")
+    first = postgres.PostgresService(settings, Layout.from_settings(settings)).home
+    assert first == postgres.PostgresService(settings, Layout.from_settings(settings)).home
+    assert str(first).startswith(str(postgres.RELOCATED))
+    shutil.rmtree(tmp_path / ".stack")  # the checkout is replaced by a fresh clone
+    second = postgres.PostgresService(settings, Layout.from_settings(settings)).home
+    assert second != first
