@@ -118,9 +118,12 @@ class KafkaOutput:
         produce = producer.produce
         on_delivery = self._on_delivery
         droppable = topic in self.droppable
+        # A batch is all (key, value) (labels) or all (key, value, headers) (dead letters):
+        # decided once per batch, not per message, on the labels' hot path.
+        with_headers = bool(messages) and len(messages[0]) > 2
         for message in messages:
             key, value = message[0], message[1]
-            headers = message[2] if len(message) > 2 else None  # type: ignore[misc]
+            headers = message[2] if with_headers else None  # type: ignore[misc]
             callback = (
                 functools.partial(self._on_droppable_delivery, topic, headers)
                 if droppable
