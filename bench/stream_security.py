@@ -27,7 +27,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from stream_throughput import _free_port, _wait_line, measure, payloads  # noqa: E402
+from stream_throughput import (  # noqa: E402
+    _free_port,
+    _wait_line,
+    label_rows,
+    measure,
+    payloads,
+)
 
 from infra.stack.cluster import ADMIN, Cluster  # noqa: E402
 from personas import db  # noqa: E402
@@ -164,11 +170,7 @@ def main() -> None:
                 args.rate,
                 args.seconds,
             )
-            with db.connect(settings, autocommit=True) as conn:
-                row = conn.execute(
-                    "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-                ).fetchone()
-            results[name]["pg_rows"], results[name]["pg_distinct"] = row or (0, 0)
+            results[name]["pg_rows"], results[name]["pg_distinct"] = label_rows(settings)
             print(json.dumps(results[name]), flush=True)
     finally:
         for settings in [*(s for s, _ in targets.values()), *workers.values()]:
