@@ -69,7 +69,10 @@ class Certificates:
 def _openssl(*args: str) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        raise StackError("openssl is not installed: it makes the cluster's certificates")
+        raise StackError(
+            "openssl is not installed: it makes the cluster's certificates "
+            "(apt-get install -y openssl)"
+        )
     result = subprocess.run([openssl, *args], capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise StackError(f"openssl {args[0]} failed: {result.stderr.strip()[-500:]}")
