@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fault_tools import free_port
 
 from personas.catalogue import FEATURES
 from personas.model import CentroidModel
@@ -105,12 +105,6 @@ def read_topic(
     finally:
         consumer.close()
     return got
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def worker_env(settings: Settings, state_dir: Path, **extra: str) -> dict[str, str]:
@@ -252,15 +246,6 @@ def pg_count(settings: Settings) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text (0 when absent)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -270,75 +255,3 @@ def metric(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
-
-
-class TcpProxy:
-    """A TCP forwarder the test can cut and restore: PostgreSQL 'goes down' for one worker only."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        import threading
-
-        self.upstream = upstream
-        self.port = free_port()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._server: socket.socket | None = None
-        self._open = False
-
-    def up(self) -> None:
-        import threading
-
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
-        server.listen(16)
-        self._server = server
-        self._open = True
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
-
-    def down(self) -> None:
-        self._open = False
-        if self._server is not None:
-            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
-                self._server.shutdown(socket.SHUT_RDWR)
-            self._server.close()
-            self._server = None
-        with self._lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self._conns.clear()
-
-    def _accept(self, server: socket.socket) -> None:
-        import threading
-
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            if not self._open:
-                client.close()
-                return
-            try:
-                backend = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            backend.settimeout(None)
-            with self._lock:
-                self._conns += [client, backend]
-            for a, b in ((client, backend), (backend, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                target.shutdown(socket.SHUT_WR)

@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 
 import pytest
+from fault_tools import TcpProxy, wait_for
 from stream_helpers import (
-    TcpProxy,
     Worker,
     committed_offsets,
     make_events,
@@ -16,7 +16,6 @@ from stream_helpers import (
     pg_count,
     produce_events,
     read_topic,
-    wait_for,
 )
 
 from personas.model import CentroidModel

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+from fault_tools import wait_for
 from stream_helpers import (
     Worker,
     committed_offsets,
@@ -17,7 +18,6 @@ from stream_helpers import (
     pg_count,
     produce_events,
     read_topic,
-    wait_for,
 )
 
 from personas import db

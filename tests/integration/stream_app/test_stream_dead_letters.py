@@ -12,7 +12,8 @@ import os
 from collections.abc import Callable
 
 import pytest
-from stream_helpers import Worker, make_events, metric, pg_count, read_topic, wait_for
+from fault_tools import wait_for
+from stream_helpers import Worker, make_events, metric, pg_count, read_topic
 
 from personas.dead_letters import decode
 from personas.kafka import BROKER_RECORD_LIMIT, admin_config, producer_config

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from stream_helpers import Worker, make_events, metric, pg_count, produce, wait_for
+from fault_tools import wait_for
+from stream_helpers import Worker, make_events, metric, pg_count, produce
 
 from personas import db
 from personas.model import CentroidModel

@@ -6,7 +6,8 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from stream_helpers import Worker, make_events, metric, pg_count, produce_events, wait_for
+from fault_tools import wait_for
+from stream_helpers import Worker, make_events, metric, pg_count, produce_events
 
 from personas.model import CentroidModel
 from personas.settings import Settings

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from fault_tools import wait_for
 from stream_helpers import (
     Worker,
     make_events,
@@ -19,7 +20,6 @@ from stream_helpers import (
     produce_events,
     read_topic,
     register_version,
-    wait_for,
 )
 
 from personas import db

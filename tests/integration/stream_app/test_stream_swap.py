@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 
 import numpy as np
+from fault_tools import wait_for
 from stream_helpers import (
     Worker,
     make_events,
@@ -15,7 +16,6 @@ from stream_helpers import (
     publish_update,
     read_topic,
     register_version,
-    wait_for,
 )
 
 from personas.model import CentroidModel
