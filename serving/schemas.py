@@ -13,7 +13,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
 
 from personas.catalogue import FEATURES
 from personas.schemas import FEATURE_LIMIT, Feature, FeatureFields
@@ -35,9 +44,17 @@ __all__ = [
     "parse_predict_body",
 ]
 
+#: Strict, so the id is exactly what the OpenAPI document says (a string or an integer): in lax
+#: mode pydantic turns ``false`` into the id ``0`` and ``1.0`` into ``1``, and a client's typo
+#: would come back as somebody else's customer id.
 RecordId = Annotated[
-    str | int,
-    Field(description="Your identifier for the record, echoed back (e.g. a customer id)."),
+    StrictStr | StrictInt,
+    Field(
+        description=(
+            "Your identifier for the record, echoed back (e.g. a customer id): a string or an "
+            "integer; a boolean or a number with a decimal point (1.0) is refused."
+        )
+    ),
 ]
 
 
@@ -158,6 +175,7 @@ _vectors = TypeAdapter(list[Vector])
 _vector = TypeAdapter(Vector)
 _record_id = TypeAdapter(RecordId | None)
 _ID_KEYS = ("id", "customer_id", "respondent_id")
+_ID_REASON = "must be a string or an integer (not a boolean or a number with a decimal point)"
 
 
 def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
@@ -171,10 +189,10 @@ def _invalid(exc: ValidationError, prefix: str) -> InvalidRequest:
     errors: list[ErrorDetail] = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        if "id" in loc:  # one line for the id, not one per member of the str | int union
-            detail = ErrorDetail(
-                loc=_loc(prefix, loc[: loc.index("id") + 1]), msg="must be a string or an integer"
-            )
+        key = next((part for part in loc if part in _ID_KEYS), None)
+        if key is not None and err["type"] != "extra_forbidden":
+            # one line for the id (under whichever alias), not one per member of the union
+            detail = ErrorDetail(loc=_loc(prefix, loc[: loc.index(key) + 1]), msg=_ID_REASON)
         else:
             detail = ErrorDetail(loc=_loc(prefix, loc), msg=_message(err))
         if detail not in errors:
@@ -259,13 +277,13 @@ def _parse_positional(data: dict[str, Any], max_batch: int) -> ParsedBatch:
             '{"features": [x1..x10]} or {"features": [[x1..x10], ...]} with an optional id',
             [ErrorDetail(loc=name, msg="unknown field") for name in unknown],
         )
-    given = [data[k] for k in _ID_KEYS if k in data]
+    given = [k for k in _ID_KEYS if k in data]
     try:
-        record_id = _record_id.validate_python(given[0] if given else None)
+        record_id = _record_id.validate_python(data[given[0]] if given else None)
     except ValidationError:
-        reason = "must be a string or an integer"
         raise InvalidRequest(
-            f"invalid input: id: {reason}", [ErrorDetail(loc="id", msg=reason)]
+            f"invalid input: {given[0]}: {_ID_REASON}",
+            [ErrorDetail(loc=given[0], msg=_ID_REASON)],
         ) from None
     features = data["features"]
     if isinstance(features, list) and features and isinstance(features[0], list):
