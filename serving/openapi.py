@@ -1,22 +1,24 @@
 """The OpenAPI 3.1 description of the service, generated from the pydantic models it validates with.
 
 Generated, not hand-written, so the document cannot drift from what the code accepts: the request
-schema is the same ``PredictBody`` union the parser dispatches on, with the same limits.
+schema is the union of the models the parser validates with (``request_models``), with the same
+batch limits. tests/integration/serving/test_serve_contract.py runs schemathesis with every check
+against a real ``persona serve`` to prove the document and the service agree both ways.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from serving.schemas import (
     ErrorResponse,
     HealthResponse,
     ModelResponse,
-    PredictBody,
     PredictResponse,
+    request_models,
 )
 from serving.settings import ServeSettings
 
@@ -35,12 +37,13 @@ def build_openapi(serve: ServeSettings) -> dict[str, Any]:
     keys: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "serialization") for m in models]
     refs, definitions = models_json_schema(keys, ref_template=_REF)
     components: dict[str, Any] = dict(definitions.get("$defs", {}))
-    body = TypeAdapter(PredictBody).json_schema(ref_template=_REF)
+    body = request_models(serve.max_batch).body.json_schema(ref_template=_REF)
     components.update(body.pop("$defs", {}))
     body["description"] = (
         "One record or a batch: a named record, a list of named records, "
         '{"features": [x1..x10]} / {"features": [[x1..x10], ...]}, a bare list of 10 numbers or '
-        f"a list of such lists. At most {serve.max_batch} records and {serve.max_body_bytes} bytes."
+        f"a list of such lists. 1 to {serve.max_batch} records and at most "
+        f"{serve.max_body_bytes} bytes (413 above)."
     )
     ref = {key[0]: refs[key] for key in keys}
     error = _json(ref[ErrorResponse], "Error with a readable reason")

@@ -4,12 +4,18 @@
 lists), so the parser looks at the shape first and validates with the one matching pydantic model:
 a pydantic union would report every alternative's errors, which nobody can read. Whatever the
 shape, the result is one ``(n, 10)`` float matrix labelled in one call.
+
+The OpenAPI document is generated from the same models and the same batch limits
+(``request_models``), and a schemathesis run in the tests checks that the document and the
+service agree both ways: nothing the schema allows is refused, nothing it forbids is labelled.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import combinations
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,6 +28,7 @@ from pydantic import (
     StrictStr,
     TypeAdapter,
     ValidationError,
+    create_model,
 )
 
 from personas.catalogue import FEATURES
@@ -35,13 +42,15 @@ __all__ = [
     "ModelResponse",
     "NamedRecord",
     "ParsedBatch",
-    "PositionalRequest",
-    "PredictBody",
+    "PositionalRecord",
     "PredictResponse",
     "Prediction",
     "RecordId",
+    "RequestModels",
     "Vector",
+    "batch_of",
     "parse_predict_body",
+    "request_models",
 ]
 
 #: Strict, so the id is exactly what the OpenAPI document says (a string or an integer): in lax
@@ -58,14 +67,37 @@ RecordId = Annotated[
 ]
 
 
+_ID_KEYS = ("id", "customer_id", "respondent_id")
+
+
+def _document_id_aliases(schema: dict[str, Any]) -> None:
+    """Name every key the id is accepted under, and that at most one of them may be given.
+
+    JSON Schema generation names only the first of the validation aliases, so without this the
+    document forbids ``customer_id`` (``additionalProperties: false``) while the service accepts
+    it — the seed's clients send it. Two of them at once are refused (which one would win?).
+    """
+    properties = schema["properties"]
+    for alias in _ID_KEYS[1:]:
+        properties[alias] = {
+            **properties["id"],
+            "title": alias.replace("_", " ").title(),
+            "description": "Another name for id (the seed's clients sent it); give one of them.",
+        }
+    schema["not"] = {"anyOf": [{"required": list(pair)} for pair in combinations(_ID_KEYS, 2)]}
+
+
+_WITH_ID = ConfigDict(
+    extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_document_id_aliases
+)
+
+
 class NamedRecord(FeatureFields):
     """One participant with named features, the same names as on the survey-responses topic."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = _WITH_ID
 
-    id: RecordId | None = Field(
-        None, validation_alias=AliasChoices("id", "customer_id", "respondent_id")
-    )
+    id: RecordId | None = Field(None, validation_alias=AliasChoices(*_ID_KEYS))
 
 
 Vector = Annotated[
@@ -78,21 +110,57 @@ Vector = Annotated[
 ]
 
 
-class PositionalRequest(BaseModel):
-    """The seed's form: ``{"features": [x1..x10]}`` or ``{"features": [[x1..x10], ...]}``."""
+class PositionalRecord(BaseModel):
+    """The seed's form for one record: ``{"features": [x1..x10]}``, with an optional id."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = _WITH_ID
 
-    id: RecordId | None = Field(
-        None,
-        validation_alias=AliasChoices("id", "customer_id", "respondent_id"),
-        description="Echoed back; only with a single vector.",
+    id: RecordId | None = Field(None, validation_alias=AliasChoices(*_ID_KEYS))
+    features: Vector
+
+
+def batch_of(item: Any, max_batch: int) -> Any:
+    """A batch of 1 to ``max_batch`` items: the one declaration of the batch limits, so the
+    document's ``minItems``/``maxItems`` are the limits the parser enforces (an empty batch has
+    nothing to label and is refused; the upper limit is the service's setting)."""
+    return Annotated[
+        list[item],
+        Field(
+            min_length=1,
+            max_length=max_batch,
+            description=f"1 to {max_batch} records (PERSONA_SERVE_MAX_BATCH).",
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The validators of one batch limit, and the union of every accepted body for OpenAPI."""
+
+    named: TypeAdapter[list[NamedRecord]]
+    vectors: TypeAdapter[list[list[float]]]
+    body: TypeAdapter[Any]
+
+
+@functools.cache
+def request_models(max_batch: int) -> RequestModels:
+    """Built once per batch limit: the limit is a setting, so the batch types cannot be static."""
+    named = batch_of(NamedRecord, max_batch)
+    vectors = batch_of(Vector, max_batch)
+    positional_batch = create_model(
+        "PositionalBatch",
+        __config__=ConfigDict(extra="forbid", frozen=True),
+        __doc__=(
+            'The seed\'s batch form: ``{"features": [[x1..x10], ...]}``. No id: an id names one '
+            "record; send named records to give each record of a batch its id."
+        ),
+        features=(vectors, ...),
     )
-    features: Vector | list[Vector]
-
-
-#: Every accepted body, for the OpenAPI document (parsing itself dispatches on the shape).
-PredictBody = NamedRecord | list[NamedRecord] | PositionalRequest | Vector | list[Vector]
+    # Every accepted body, for the OpenAPI document (parsing itself dispatches on the shape).
+    body = NamedRecord | named | PositionalRecord | positional_batch | Vector | vectors
+    return RequestModels(
+        named=TypeAdapter(named), vectors=TypeAdapter(vectors), body=TypeAdapter(body)
+    )
 
 
 class Prediction(BaseModel):
@@ -170,11 +238,8 @@ class ParsedBatch:
 
 
 _record = TypeAdapter(NamedRecord)
-_named = TypeAdapter(list[NamedRecord])
-_vectors = TypeAdapter(list[Vector])
 _vector = TypeAdapter(Vector)
 _record_id = TypeAdapter(RecordId | None)
-_ID_KEYS = ("id", "customer_id", "respondent_id")
 _ID_REASON = "must be a string or an integer (not a boolean or a number with a decimal point)"
 
 
@@ -204,10 +269,13 @@ def _invalid(exc: ValidationError, prefix: str) -> InvalidRequest:
 
 def _message(err: Any) -> str:
     ctx = err.get("ctx", {})
-    if err["type"] in ("too_short", "too_long") and ctx.get("field_type") == "List":
+    limit = ctx.get("min_length", ctx.get("max_length"))
+    if err["type"] in ("too_short", "too_long") and limit == len(FEATURES):
         return f"expected exactly {len(FEATURES)} features (x1..x10), got {ctx['actual_length']}"
     if err["type"] in ("less_than_equal", "greater_than_equal"):
         return f"{err['msg']} (features must lie within ±{FEATURE_LIMIT:g})"
+    if err["type"] == "extra_forbidden" and err["loc"][-1] in _ID_KEYS:
+        return f"a second id; give one of {', '.join(_ID_KEYS)}"
     if err["type"] == "extra_forbidden":
         return "unknown field; a record has x1..x10 and an optional id"
     return str(err["msg"])
@@ -245,7 +313,11 @@ def _parse_named(data: list[Any], max_batch: int, prefix: str) -> ParsedBatch:
     _check_size(len(data), max_batch)
     try:
         # a single object is validated alone so its errors read "x4", not "[0].x4"
-        records = _named.validate_python(data) if prefix else [_record.validate_python(data[0])]
+        records = (
+            request_models(max_batch).named.validate_python(data)
+            if prefix
+            else [_record.validate_python(data[0])]
+        )
     except ValidationError as exc:
         raise _invalid(exc, prefix) from None
     matrix = np.array([[getattr(r, name) for name in FEATURES] for r in records], dtype=np.float64)
@@ -255,7 +327,7 @@ def _parse_named(data: list[Any], max_batch: int, prefix: str) -> ParsedBatch:
 def _parse_vectors(data: list[Any], prefix: str, max_batch: int) -> ParsedBatch:
     _check_size(len(data), max_batch)
     try:
-        vectors = _vectors.validate_python(data)
+        vectors = request_models(max_batch).vectors.validate_python(data)
     except ValidationError as exc:
         raise _invalid(exc, prefix) from None
     return ParsedBatch(np.array(vectors, dtype=np.float64), [None] * len(vectors))
@@ -274,10 +346,23 @@ def _parse_positional(data: dict[str, Any], max_batch: int) -> ParsedBatch:
     if unknown:
         raise InvalidRequest(
             f"unknown field(s) {unknown}: the positional form is "
-            '{"features": [x1..x10]} or {"features": [[x1..x10], ...]} with an optional id',
+            '{"features": [x1..x10]} with an optional id, or {"features": [[x1..x10], ...]}',
             [ErrorDetail(loc=name, msg="unknown field") for name in unknown],
         )
     given = [k for k in _ID_KEYS if k in data]
+    if len(given) > 1:
+        raise InvalidRequest(
+            f"the id is given {len(given)} times ({', '.join(given)}); give one of them",
+            [ErrorDetail(loc=key, msg="a second id") for key in given[1:]],
+        )
+    features = data["features"]
+    if isinstance(features, list) and features and isinstance(features[0], list):
+        if given:  # even null: the batch form has no id (the schema says so)
+            raise InvalidRequest(
+                "id applies to a single vector; send named records to id a batch",
+                [ErrorDetail(loc=given[0], msg="not allowed with a batch")],
+            )
+        return _parse_vectors(features, "features", max_batch)
     try:
         record_id = _record_id.validate_python(data[given[0]] if given else None)
     except ValidationError:
@@ -285,11 +370,6 @@ def _parse_positional(data: dict[str, Any], max_batch: int) -> ParsedBatch:
             f"invalid input: {given[0]}: {_ID_REASON}",
             [ErrorDetail(loc=given[0], msg=_ID_REASON)],
         ) from None
-    features = data["features"]
-    if isinstance(features, list) and features and isinstance(features[0], list):
-        if record_id is not None:
-            raise InvalidRequest("id applies to a single vector; send named records to id a batch")
-        return _parse_vectors(features, "features", max_batch)
     if not isinstance(features, list):
         raise InvalidRequest(
             f"features must be a list of {len(FEATURES)} numbers or a list of such lists",

@@ -72,7 +72,13 @@ def test_openapi_is_3_1_and_describes_every_route(client: Client):
     predict = document["paths"]["/predict"]["post"]
     assert set(predict["responses"]) == {"200", "413", "422"}
     schemas = document["components"]["schemas"]
-    assert {"NamedRecord", "PositionalRequest", "Prediction", "PredictResponse"} <= set(schemas)
+    assert {
+        "NamedRecord",
+        "PositionalRecord",
+        "PositionalBatch",
+        "Prediction",
+        "PredictResponse",
+    } <= set(schemas)
     assert schemas["NamedRecord"]["properties"]["x1"]["maximum"] == 1000.0
     assert set(FEATURES) <= set(schemas["NamedRecord"]["required"])
     refs = {json.dumps(v) for v in document["paths"].values()}
@@ -82,7 +88,7 @@ def test_openapi_is_3_1_and_describes_every_route(client: Client):
 def test_openapi_limits_follow_the_settings():
     document = build_openapi(ServeSettings(max_batch=7))
     body = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
-    assert "At most 7 records" in body["schema"]["description"]
+    assert "1 to 7 records" in body["schema"]["description"]
 
 
 def test_response_matches_its_published_model(client: Client):
