@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from serving.schemas import (
     ErrorResponse,
     HealthResponse,
+    IndexResponse,
     ModelResponse,
     PredictResponse,
     request_models,
@@ -27,13 +28,37 @@ __all__ = ["build_openapi"]
 _REF = "#/components/schemas/{model}"
 
 
-def _json(schema_ref: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema_ref}}}
+def _json(
+    schema_ref: dict[str, Any], description: str, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema_ref}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+#: Sent with every answer that labels or describes a model (the docs promise it).
+_MODEL_VERSION_HEADER = {
+    "X-Model-Version": {
+        "description": "The model version that answered (0 = vendor centroids).",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
 
 
 def build_openapi(serve: ServeSettings) -> dict[str, Any]:
     """The document served at ``GET /openapi.json``."""
-    models: list[type[BaseModel]] = [PredictResponse, HealthResponse, ModelResponse, ErrorResponse]
+    models: list[type[BaseModel]] = [
+        PredictResponse,
+        HealthResponse,
+        ModelResponse,
+        ErrorResponse,
+        IndexResponse,
+    ]
     keys: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "serialization") for m in models]
     refs, definitions = models_json_schema(keys, ref_template=_REF)
     components: dict[str, Any] = dict(definitions.get("$defs", {}))
@@ -47,6 +72,9 @@ def build_openapi(serve: ServeSettings) -> dict[str, Any]:
     )
     ref = {key[0]: refs[key] for key in keys}
     error = _json(ref[ErrorResponse], "Error with a readable reason")
+    # Every route can answer a bug as a JSON 500 (never a traceback): documented so a client
+    # knows its shape; the schemathesis test still fails on any 500 (not_a_server_error).
+    server_error = {"500": _json(ref[ErrorResponse], "Unexpected server error (logged)")}
     example = {
         "x1": 1.2,
         "x2": -0.4,
@@ -79,9 +107,15 @@ def build_openapi(serve: ServeSettings) -> dict[str, Any]:
                         "content": {"application/json": {"schema": body, "example": example}},
                     },
                     "responses": {
-                        "200": _json(ref[PredictResponse], "Predictions in request order"),
-                        "413": error,
+                        "200": _json(
+                            ref[PredictResponse],
+                            "Predictions in request order",
+                            _MODEL_VERSION_HEADER,
+                        ),
+                        "400": _json(ref[ErrorResponse], "Content-Length is not a number"),
+                        "413": _json(ref[ErrorResponse], "The body is over max_body_bytes"),
                         "422": error,
+                        **server_error,
                     },
                 }
             },
@@ -89,21 +123,34 @@ def build_openapi(serve: ServeSettings) -> dict[str, Any]:
                 "get": {
                     "summary": "Liveness and model status of the answering worker",
                     "operationId": "health",
-                    "responses": {"200": _json(ref[HealthResponse], "Status")},
+                    "responses": {"200": _json(ref[HealthResponse], "Status"), **server_error},
                 }
             },
             "/model": {
                 "get": {
                     "summary": "The model this worker serves",
                     "operationId": "model",
-                    "responses": {"200": _json(ref[ModelResponse], "Model")},
+                    "responses": {
+                        "200": _json(ref[ModelResponse], "Model", _MODEL_VERSION_HEADER),
+                        **server_error,
+                    },
                 }
             },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
                     "operationId": "openapi",
-                    "responses": {"200": {"description": "OpenAPI 3.1 document"}},
+                    "responses": {
+                        "200": _json({"type": "object"}, "OpenAPI 3.1 document"),
+                        **server_error,
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The service's name and routes",
+                    "operationId": "index",
+                    "responses": {"200": _json(ref[IndexResponse], "Routes"), **server_error},
                 }
             },
         },

@@ -38,6 +38,7 @@ __all__ = [
     "ErrorDetail",
     "ErrorResponse",
     "HealthResponse",
+    "IndexResponse",
     "InvalidRequest",
     "ModelResponse",
     "NamedRecord",
@@ -181,6 +182,13 @@ class PredictResponse(BaseModel):
     model_version: int
     count: int
     predictions: list[Prediction]
+
+
+class IndexResponse(BaseModel):
+    """``GET /``: what answers here and which routes it has."""
+
+    service: str
+    routes: list[str]
 
 
 class HealthResponse(BaseModel):

@@ -68,9 +68,10 @@ def test_openapi_is_3_1_and_describes_every_route(client: Client):
     assert response.status_code == 200
     document = response.get_json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/predict", "/health", "/model", "/openapi.json"}
+    assert set(document["paths"]) == {"/", "/predict", "/health", "/model", "/openapi.json"}
+    assert set(document["paths"]) == set(client.get("/").get_json()["routes"])
     predict = document["paths"]["/predict"]["post"]
-    assert set(predict["responses"]) == {"200", "413", "422"}
+    assert set(predict["responses"]) == {"200", "400", "413", "422", "500"}
     schemas = document["components"]["schemas"]
     assert {
         "NamedRecord",
