@@ -1,6 +1,9 @@
 """The OpenAPI document and POST /predict agree: what the schema refuses the service refuses (with a
-readable 422), and what the service refuses the schema does not allow. Each case here is one
-disagreement schemathesis found (tests/integration/serving/test_serve_contract.py runs it)."""
+readable 422), and what the service refuses the schema does not allow. Each case was a real
+disagreement: schemathesis found the empty batch and the boolean id
+(tests/integration/serving/test_serve_contract.py runs it); the id aliases and the id on a
+positional batch were found by reading the document, and stay here because schemathesis never
+guesses those key names, so only these tests would notice them coming back."""
 
 from __future__ import annotations
 
