@@ -6,7 +6,9 @@ Kafka messages), so slow reports never stall consumption and the policy sees win
 
 Offsets are committed only below what is still needed: per (topic, partition) the smallest offset
 held by an open or not-yet-published window. A crash re-reads those events and rebuilds the windows;
-a window already in drift_reports is not published again (its stored decision is adopted).
+a window already in drift_reports is not published again (its stored decision is adopted). A row is
+committed before its messages are sent (monitor/delivery.py): a crash in between is finished at the
+next start, and nothing already on Kafka is sent twice.
 
 Several instances: give each its own consumer group (``PERSONA_MONITOR_GROUP_ID``). Each reads every
 partition, builds the same windows (event time, order-independent sampling) and races to insert the
@@ -20,12 +22,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor import store
+from monitor.delivery import Delivery
 from monitor.evidently_report import WorkspaceSink
 from monitor.judge import judge, report_path, to_report, warm_up
 from monitor.policy import DriftPolicy, command_id_for
@@ -39,7 +43,8 @@ from monitor.windows import (
     WindowEvent,
     make_windower,
 )
-from personas.errors import PersonaError, ServiceUnavailable
+from personas.errors import PersonaError, Stopping
+from personas.failpoints import failpoint
 from personas.schemas import DriftReport, PersonaLabel, RetrainCommand, utc_now
 from personas.settings import Settings
 
@@ -47,9 +52,7 @@ __all__ = ["MonitorStats", "WindowProcessor", "run"]
 
 log = logging.getLogger(__name__)
 
-
-class Stopped(Exception):
-    """The service is stopping; the window is left for the next run (offsets not committed)."""
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -85,6 +88,7 @@ class WindowProcessor:
         self.stats = stats
         self.policy = DriftPolicy(ms.consecutive_windows, ms.cooldown_delta)
         self._conn: Any = None
+        self.delivery = Delivery(settings, producer, stop)
         self.workspace = (
             None
             if ms.evidently_workspace is None
@@ -106,9 +110,12 @@ class WindowProcessor:
     def close(self) -> None:
         if self._conn is not None and not self._conn.closed:
             self._conn.close()
+        self.delivery.close()
 
     def restore(self, prefix: str) -> int:
-        """Rebuild the policy from the last stored windows of this window size."""
+        """Finish deliveries a crash interrupted, then rebuild the policy from the last stored
+        windows of this window size."""
+        self._retrying("the outbox", self._finish_deliveries)
         conn = self.connection()
         rows = store.history(conn, self.ms.history_windows, prefix)
         conn.rollback()
@@ -125,24 +132,52 @@ class WindowProcessor:
 
     def process(self, window: ClosedWindow) -> DriftReport | None:
         """Retry until done or stopping: a window is never skipped because a service blinked."""
+        return self._retrying(f"window {window.window_id}", lambda: self._process_once(window))
+
+    def _retrying(self, what: str, step: Callable[[], _T]) -> _T:
         delay = 1.0
         while True:
             try:
-                return self._process_once(window)
-            except Stopped:
+                return step()
+            except Stopping:
                 raise
             except self._retryable as exc:
                 if self.stop.is_set():
-                    raise Stopped(window.window_id) from None
-                log.warning("window %s: %s; retrying in %.0f s", window.window_id, exc, delay)
+                    raise Stopping(what) from None
+                log.warning("%s: %s; retrying in %.0f s", what, exc, delay)
                 self.close()
                 self._conn = None
                 if self.stop.wait(delay):
-                    raise Stopped(window.window_id) from None
+                    raise Stopping(what) from None
                 delay = min(delay * 2, 30.0)
 
+    def _finish_deliveries(self) -> None:
+        conn = self.connection()
+        pending = store.unpublished(conn)
+        conn.rollback()
+        for window_id in pending:
+            report_sent, command_sent = self.delivery.deliver(conn, window_id, recovering=True)
+            log.info(
+                "window %s: delivery finished after a restart (report %s, command %s)",
+                window_id,
+                "sent" if report_sent else "was already there",
+                "sent" if command_sent else "none or already there",
+            )
+
     def _adopt(self, stored: store.StoredWindow) -> None:
-        self.stats.adopted += 1
+        conn = self.connection()
+        if stored.published_at is None:  # a crash between the row and its messages
+            report_sent, command_sent = self.delivery.deliver(
+                conn, stored.window_id, recovering=True
+            )
+            if report_sent:
+                self.stats.published += 1
+            if command_sent:
+                self.stats.retrains += 1
+        else:
+            report_sent = False
+        if not report_sent:
+            self.stats.adopted += 1
         log.info(
             "window %s was decided by %s: %s", stored.window_id, stored.decided_by, stored.status
         )
@@ -193,19 +228,17 @@ class WindowProcessor:
                 requested_at=utc_now(),
                 window_ids=decision.retrain.window_ids,
             )
+        marks = self.delivery.marks()
         with conn.transaction():
             stored = store.claim(
-                conn,
-                report,
-                retrain_command_id=None if command is None else command.command_id,
-                decided_by=self.ms.instance_id,
+                conn, report, command=command, marks=marks, decided_by=self.ms.instance_id
             )
-            if stored is None:
-                self._publish(report, command)
         conn.commit()
         if stored is not None:
             self._adopt(stored)
             return None
+        failpoint("monitor.after_claim")
+        self.delivery.deliver(conn, window.window_id, recovering=False)
         self.policy.commit(decision)
         self.stats.published += 1
         if command is not None:
@@ -222,33 +255,6 @@ class WindowProcessor:
             f"; retrain {command.command_id}" if command else "",
         )
         return report
-
-    def _publish(self, report: DriftReport, command: RetrainCommand | None) -> None:
-        errors: list[str] = []
-
-        def delivered(err: Any, _msg: Any) -> None:
-            if err is not None:
-                errors.append(str(err))
-
-        topics = self.settings.topics
-        self.producer.produce(
-            topics.alerts,
-            key=report.window_id.encode(),
-            value=report.model_dump_json().encode(),
-            on_delivery=delivered,
-        )
-        if command is not None:
-            self.producer.produce(
-                topics.retrain,
-                key=self.settings.model_name.encode(),
-                value=command.model_dump_json().encode(),
-                on_delivery=delivered,
-            )
-        remaining = self.producer.flush(15)
-        if remaining or errors:
-            raise ServiceUnavailable(
-                "Kafka", self.settings.kafka_bootstrap, errors[0] if errors else "flush timed out"
-            )
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -301,7 +307,16 @@ def run(
                 [(p.topic, p.partition) for p in partitions if p.topic != labels_topic]
             )
 
-    consumer = Consumer(consumer_config(settings, ms.group_id, **{"enable.partition.eof": True}))
+    # Static membership (KIP-345): a restarted monitor (after a crash, a deploy) rejoins as the
+    # same member and gets its partitions back at once; a dynamic member would wait for the dead
+    # one's session to time out (45 s) before any window closes again.
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            ms.group_id,
+            **{"enable.partition.eof": True, "group.instance.id": ms.instance_id},
+        )
+    )
     consumer.subscribe(topics, on_assign=on_assign)
     log.info(
         "monitor %s: window %s, lateness %s, topics %s, group %s (%d stored windows replayed)",
@@ -409,7 +424,7 @@ def run(
             if time.monotonic() - last_commit >= ms.commit_interval_s:
                 commit()
                 last_commit = time.monotonic()
-    except Stopped:
+    except Stopping:
         pass
     except BaseException as exc:
         failure = exc

@@ -140,7 +140,13 @@ class MonitorSettings(BaseSettings):
             "every partition and dedupe on drift_reports' primary key)."
         ),
     )
-    instance_id: str = Field("monitor-1", description="Name of this instance in logs and rows.")
+    instance_id: str = Field(
+        "monitor-1",
+        description=(
+            "Name of this instance in logs and rows, and its static member id in the group "
+            "(a restart takes its partitions back at once instead of after the session timeout)."
+        ),
+    )
     consume_responses: bool = Field(
         True, description="Count survey-responses per window (labelled share in each report)."
     )

@@ -1,12 +1,10 @@
 """drift_reports rows: one per window, the primary key is how instances agree on who publishes.
 
-``claim`` inserts a window's row inside the caller's transaction with ``ON CONFLICT DO NOTHING``.
-If the row is new, the caller publishes to Kafka and then commits; a second instance inserting the
-same window waits on the row lock until then, sees the conflict and publishes nothing (it adopts the
-stored decision instead). If publishing fails the transaction rolls back and the window is
-decided again (here or elsewhere): Kafka gets each window's report at least once, and exactly once
-unless a process dies between the flush and the commit (consumers key on window_id, and retrain
-commands carry a deterministic command_id).
+``claim`` inserts a window's row with ``ON CONFLICT DO NOTHING`` and what is to be sent (the
+report, the retrain command, the topics' end offsets); the caller commits it *before* sending, and
+monitor/delivery.py sends it and sets ``published_at``. The instance whose insert wins publishes;
+another instance inserting the same window sees the conflict and adopts the stored decision.
+Rows with ``published_at`` unset are the outbox: sent (once) at the next start.
 """
 
 from __future__ import annotations
@@ -17,12 +15,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from personas.schemas import DriftReport
+from personas.schemas import DriftReport, RetrainCommand
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["StoredWindow", "claim", "fetch", "history"]
+__all__ = ["StoredWindow", "claim", "fetch", "history", "unpublished"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +32,12 @@ class StoredWindow:
     model_version: int
     retrain_command_id: UUID | None
     decided_by: str | None
+    published_at: datetime | None
 
 
 _COLUMNS = (
-    "window_id, window_start, window_end, status, model_version, retrain_command_id, decided_by"
+    "window_id, window_start, window_end, status, model_version, retrain_command_id, decided_by,"
+    " published_at"
 )
 
 
@@ -49,16 +49,19 @@ def claim(
     conn: psycopg.Connection,
     report: DriftReport,
     *,
-    retrain_command_id: UUID | None,
+    command: RetrainCommand | None,
+    marks: dict[str, dict[str, int]],
     decided_by: str,
 ) -> StoredWindow | None:
-    """Insert the window's row; None if it is ours, else the row another instance stored first."""
+    """Insert the window's row, unpublished; None if it is ours, else the row another instance
+    stored first."""
     document = report.model_dump(mode="json")
     inserted = conn.execute(
         "INSERT INTO drift_reports (window_id, window_start, window_end, event_count,"
         " model_version, status, tests, persona_mix, report_uri, mean_distance, sampled,"
-        " retrain_command_id, decided_by, report, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb, %s)"
+        " retrain_command_id, decided_by, report, created_at, retrain_command, publish_marks)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s::jsonb, %s,"
+        " %s::jsonb, %s::jsonb)"
         " ON CONFLICT (window_id) DO NOTHING RETURNING window_id",
         (
             report.window_id,
@@ -72,10 +75,12 @@ def claim(
             report.report_uri,
             report.mean_distance,
             report.sampled,
-            retrain_command_id,
+            None if command is None else command.command_id,
             decided_by,
             json.dumps(document),
             report.created_at,
+            None if command is None else command.model_dump_json(),
+            json.dumps(marks),
         ),
     ).fetchone()
     if inserted is not None:
@@ -99,3 +104,11 @@ def history(conn: psycopg.Connection, limit: int, prefix: str | None = None) -> 
         (prefix, prefix, limit),
     ).fetchall()
     return [_row(r) for r in reversed(rows)]
+
+
+def unpublished(conn: psycopg.Connection) -> list[str]:
+    """Window ids committed but not yet acknowledged by Kafka (a monitor died in between)."""
+    rows = conn.execute(
+        "SELECT window_id FROM drift_reports WHERE published_at IS NULL ORDER BY window_start"
+    ).fetchall()
+    return [str(r[0]) for r in rows]

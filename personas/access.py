@@ -99,6 +99,8 @@ def service_grants(settings: Settings) -> dict[str, list[Grant]]:
             Grant("topic", t.responses, "READ", why="windows of survey events"),
             Grant("topic", t.alerts, "WRITE", why="one drift report per window"),
             Grant("topic", t.retrain, "WRITE", why="retrain commands on drift"),
+            Grant("topic", t.alerts, "READ", why="after a crash: which reports were sent"),
+            Grant("topic", t.retrain, "READ", why="after a crash: which commands were sent"),
             groups("monitor"),
         ],
         "trainer": [

@@ -10,6 +10,7 @@ __all__ = [
     "PersonaError",
     "ServiceUnavailable",
     "StackError",
+    "Stopping",
 ]
 
 
@@ -50,6 +51,11 @@ class ServiceUnavailable(PersonaError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class Stopping(PersonaError):
+    """The service was asked to stop while work waited on a dependency: the work is left
+    unfinished and uncommitted, for the next run to do (never recorded as done or as failed)."""
 
 
 class StackError(PersonaError):

@@ -20,9 +20,9 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from personas.errors import Stopping
 from stream_app.batcher import Batcher
 from stream_app.labelling import RawRecord
-from stream_app.sink import Stopping
 
 if TYPE_CHECKING:
     import faust

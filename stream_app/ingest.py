@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from personas.errors import Stopping
 from stream_app.labelling import RawRecord
-from stream_app.sink import Stopping
 
 if TYPE_CHECKING:
     import faust

@@ -16,14 +16,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from personas import db
-from personas.errors import PersonaError, ServiceUnavailable
+from personas.errors import PersonaError, ServiceUnavailable, Stopping
 from personas.settings import Settings
 from stream_app.labelling import LABEL_COLUMNS
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["COPY_TYPES", "Backoff", "PgSink", "Stopping"]
+__all__ = ["COPY_TYPES", "Backoff", "PgSink"]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ _CONFLICTS = (
     f"WHERE ({', '.join('s.' + c for c in _PAYLOAD)}) IS DISTINCT FROM "
     f"({', '.join('p.' + c for c in _PAYLOAD)}) ORDER BY 1"
 )
-
-
-class Stopping(PersonaError):
-    """The worker is stopping while a batch waits for an output; the batch stays uncommitted."""
 
 
 class Backoff:

@@ -8,8 +8,6 @@ second instance (own consumer group) re-reads everything and publishes nothing n
 
 from __future__ import annotations
 
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,159 +16,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from monitor_helpers import (
+    MONTHS,
+    ORIGIN,
+    SENTINEL,
+    WEEK,
+    Running,
+    month,
+    publish,
+    read,
+    register_champion,
+)
 
-from monitor.service import MonitorStats, run
 from monitor.settings import MonitorSettings
 from personas import db, registry
 from personas.catalogue import FEATURES
 from personas.model import CentroidModel
-from personas.schemas import DriftReport, PersonaLabel, RetrainCommand, SurveyResponse
+from personas.schemas import DriftReport, PersonaLabel, RetrainCommand
 from personas.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-MONTHS = [  # (first day, days, std, seed)
-    (datetime(2025, 2, 1, tzinfo=UTC), 28, 2.0, 202502),
-    (datetime(2025, 3, 1, tzinfo=UTC), 31, 3.1, 202503),
-    (datetime(2025, 4, 1, tzinfo=UTC), 30, 2.0, 202504),
-]
-WEEK = timedelta(days=7)
-ORIGIN = datetime(2024, 1, 1, tzinfo=UTC)  # Monday
-SENTINEL = datetime(2025, 5, 20, tzinfo=UTC)  # moves the watermark past April's last window
-
-
-def _month(rng: np.random.Generator, centroids: np.ndarray, n: int, std: float) -> np.ndarray:
-    which = rng.choice(len(centroids), size=n)
-    return centroids[which] + rng.normal(0.0, std, size=(n, centroids.shape[1]))
-
-
-def _register_champion(settings: Settings, model: CentroidModel, january: np.ndarray) -> int:
-    """The trainer's contract: persona_model.json + reference.parquet in one run, alias champion."""
-    import pandas as pd
-
-    client = registry.client(settings)
-    name = f"monitor-test-{settings.model_name}"
-    found = client.get_experiment_by_name(name)
-    experiment = found.experiment_id if found else client.create_experiment(name)
-    run_ = client.create_run(experiment)
-    run_id = run_.info.run_id
-    client.log_dict(run_id, model.to_dict(), registry.MODEL_ARTIFACT)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / registry.REFERENCE_ARTIFACT
-        pd.DataFrame(january, columns=list(FEATURES)).to_parquet(path)
-        client.log_artifact(run_id, str(path))
-    client.set_terminated(run_id)
-    if not client.search_registered_models(f"name = '{settings.model_name}'"):
-        client.create_registered_model(settings.model_name)
-    mv = client.create_model_version(settings.model_name, f"runs:/{run_id}", run_id)
-    client.set_registered_model_alias(settings.model_name, settings.champion_alias, mv.version)
-    return int(mv.version)
-
-
-def _publish(
-    settings: Settings,
-    model: CentroidModel,
-    months: list[tuple[datetime, int, float, int]] = MONTHS,
-    *,
-    sentinel: bool = True,
-    first_id: int = 0,
-) -> list[datetime]:
-    """Publish months as SurveyResponses and PersonaLabels (labelled here: no stream app)."""
-    from confluent_kafka import Producer
-
-    from personas.kafka import producer_config
-
-    producer = Producer(producer_config(settings))
-    times: list[datetime] = []
-    rows: list[tuple[datetime, np.ndarray]] = []
-    for first, days, std, seed in months:
-        rng = np.random.default_rng(seed)
-        x = _month(rng, model.centroids, 500, std)
-        offsets = np.sort(rng.uniform(0, days * 86_400, size=500))
-        rows += [(first + timedelta(seconds=float(s)), x[i]) for i, s in enumerate(offsets)]
-    if sentinel:
-        rows.append((SENTINEL, model.centroids[0]))
-    now = datetime.now(UTC)
-    for i, (t, features) in enumerate(rows, start=first_id):
-        labels = model.label(features.reshape(1, -1))
-        values = {name: float(v) for name, v in zip(FEATURES, features, strict=True)}
-        event_id, respondent = uuid.UUID(int=i + 1), f"r{i:05d}"
-        response = SurveyResponse(
-            event_id=event_id, respondent_id=respondent, submitted_at=t, **values
-        )
-        label = PersonaLabel(
-            event_id=event_id,
-            respondent_id=respondent,
-            submitted_at=t,
-            persona_id=int(labels.persona_id[0]),
-            persona_name=model.name_of(int(labels.persona_id[0])),
-            distance=float(labels.distance[0]),
-            margin=float(labels.margin[0]),
-            is_outlier=bool(labels.is_outlier[0]),
-            model_version=model.version,
-            labelled_at=now,
-            **values,
-        )
-        ts = int(t.timestamp() * 1000)
-        producer.produce(
-            settings.topics.responses, response.model_dump_json().encode(), respondent, timestamp=ts
-        )
-        producer.produce(
-            settings.topics.labels, label.model_dump_json().encode(), respondent, timestamp=ts
-        )
-        times.append(t)
-    assert producer.flush(30) == 0
-    return times
-
-
-def _read(settings: Settings, topic: str, expected: int, timeout: float) -> list[bytes]:
-    """Read the whole topic until ``expected`` messages arrived or ``timeout`` passed."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    from personas.kafka import consumer_config
-
-    consumer = Consumer(consumer_config(settings, f"reader-{uuid.uuid4().hex[:8]}"))
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-    values: list[bytes] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and len(values) < expected:
-            msg = consumer.poll(0.5)
-            if msg is not None and msg.error() is None:
-                values.append(msg.value())
-        # a little longer: anything beyond the expected count is a failure too
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
-            msg = consumer.poll(0.2)
-            if msg is not None and msg.error() is None:
-                values.append(msg.value())
-    finally:
-        consumer.close()
-    return values
-
-
-class Running:
-    def __init__(self, settings: Settings, ms: MonitorSettings, reference: object = None) -> None:
-        self.stop = threading.Event()
-        self.stats = MonitorStats()
-        self.error: BaseException | None = None
-        self.reference = reference
-        self.thread = threading.Thread(target=self._main, args=(settings, ms), daemon=True)
-        self.thread.start()
-
-    def _main(self, settings: Settings, ms: MonitorSettings) -> None:
-        try:
-            run(settings, ms, self.stop, stats=self.stats, reference=self.reference)  # type: ignore[arg-type]
-        except BaseException as exc:  # surfaced by finish()
-            self.error = exc
-
-    def finish(self) -> MonitorStats:
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "monitor did not stop"
-        if self.error is not None:
-            raise self.error
-        return self.stats
 
 
 @pytest.fixture
@@ -190,10 +55,10 @@ def test_march_drifts_february_and_april_do_not_one_retrain(
 ) -> None:
     settings = isolated_settings
     vendor = vendor_model
-    january = _month(np.random.default_rng(202501), vendor.centroids, 500, 2.0)
-    version = _register_champion(settings, vendor, january)
+    january = month(np.random.default_rng(202501), vendor.centroids, 500, 2.0)
+    version = register_champion(settings, vendor, january)
     champion = registry.load_version(settings, version)
-    times = _publish(settings, champion)
+    times = publish(settings, champion)
 
     starts = sorted({ORIGIN + ((t - ORIGIN) // WEEK) * WEEK for t in times if t < SENTINEL})
     expected_windows = len(starts)
@@ -212,7 +77,7 @@ def test_march_drifts_february_and_april_do_not_one_retrain(
         commit_interval_s=0.5,
     )
     monitors.append(Running(settings, ms))
-    raw = _read(settings, settings.topics.alerts, expected_windows, timeout=150)
+    raw = read(settings, settings.topics.alerts, expected_windows, timeout=150)
     stats = monitors[0].finish()
 
     reports = [DriftReport.model_validate_json(v) for v in raw]
@@ -248,8 +113,7 @@ def test_march_drifts_february_and_april_do_not_one_retrain(
     )
 
     commands = [
-        RetrainCommand.model_validate_json(v)
-        for v in _read(settings, settings.topics.retrain, 1, 5)
+        RetrainCommand.model_validate_json(v) for v in read(settings, settings.topics.retrain, 1, 5)
     ]
     assert len(commands) == 1
     (command,) = commands
@@ -283,8 +147,8 @@ def test_march_drifts_february_and_april_do_not_one_retrain(
         time.sleep(0.5)
     stats_b = second.finish()
     assert (stats_b.adopted, stats_b.published, stats_b.retrains) == (expected_windows, 0, 0)
-    assert len(_read(settings, settings.topics.alerts, expected_windows, 5)) == expected_windows
-    assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
+    assert len(read(settings, settings.topics.alerts, expected_windows, 5)) == expected_windows
+    assert len(read(settings, settings.topics.retrain, 1, 3)) == 1
 
 
 def test_restart_mid_stream_publishes_every_window_once_with_full_counts(
@@ -298,7 +162,7 @@ def test_restart_mid_stream_publishes_every_window_once_with_full_counts(
     from monitor.stats import Reference
 
     settings = isolated_settings
-    january = _month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
+    january = month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
     reference = StaticReference(Reference.build(vendor_model, january))
     ms = MonitorSettings(
         _env_file=None,  # type: ignore[call-arg]
@@ -315,15 +179,15 @@ def test_restart_mid_stream_publishes_every_window_once_with_full_counts(
         monitors.append(running)
         return running
 
-    times = _publish(settings, vendor_model, MONTHS[:2], sentinel=False)  # Feb, March
+    times = publish(settings, vendor_model, MONTHS[:2], sentinel=False)  # Feb, March
     first = start()
-    before = _read(settings, settings.topics.alerts, 9, timeout=60)
+    before = read(settings, settings.topics.alerts, 9, timeout=60)
     # closed: Jan 27 … Mar 24 (9 weeks); open: the week of Mar 31 (the watermark is on Mar 31)
     assert len(before) == 9
     first.finish()
-    times += _publish(settings, vendor_model, MONTHS[2:], first_id=len(times))  # April + May
+    times += publish(settings, vendor_model, MONTHS[2:], first_id=len(times))  # April + May
     second = start()
-    after = _read(settings, settings.topics.alerts, 14, timeout=60)
+    after = read(settings, settings.topics.alerts, 14, timeout=60)
     stats = second.finish()
 
     reports = [DriftReport.model_validate_json(v) for v in after]
@@ -338,7 +202,7 @@ def test_restart_mid_stream_publishes_every_window_once_with_full_counts(
     assert [r.status for r in reports] == (
         ["insufficient_data", "ok", "ok", "ok", "warning"] + ["drift"] * 5 + ["ok"] * 4
     )
-    assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
+    assert len(read(settings, settings.topics.retrain, 1, 3)) == 1
 
 
 def test_after_a_hot_swap_windows_are_judged_against_the_new_reference(
@@ -350,8 +214,8 @@ def test_after_a_hot_swap_windows_are_judged_against_the_new_reference(
     over: the rest of the stream is judged against it (model_version 2, the v1 labels relabelled),
     the episode ends, and April (std 2, tighter than March) is not drift."""
     settings = isolated_settings
-    january = _month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
-    assert _register_champion(settings, vendor_model, january) == 1
+    january = month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
+    assert register_champion(settings, vendor_model, january) == 1
     v1 = registry.load_version(settings, 1)
     ms = MonitorSettings(
         _env_file=None,  # type: ignore[call-arg]
@@ -362,15 +226,15 @@ def test_after_a_hot_swap_windows_are_judged_against_the_new_reference(
         group_id=f"monitor-s-{settings.model_name}",
         commit_interval_s=0.2,
     )
-    times = _publish(settings, v1, MONTHS[:2], sentinel=False)  # labelled by v1
+    times = publish(settings, v1, MONTHS[:2], sentinel=False)  # labelled by v1
     running = Running(settings, ms)
     monitors.append(running)
-    assert len(_read(settings, settings.topics.alerts, 9, timeout=90)) == 9  # … Mar 24 week
+    assert len(read(settings, settings.topics.alerts, 9, timeout=90)) == 9  # … Mar 24 week
 
-    march = _month(np.random.default_rng(202503), vendor_model.centroids, 500, 3.1)
-    assert _register_champion(settings, vendor_model, march) == 2
-    _publish(settings, v1, MONTHS[2:], first_id=len(times))  # still labelled by v1
-    raw = _read(settings, settings.topics.alerts, 14, timeout=90)
+    march = month(np.random.default_rng(202503), vendor_model.centroids, 500, 3.1)
+    assert register_champion(settings, vendor_model, march) == 2
+    publish(settings, v1, MONTHS[2:], first_id=len(times))  # still labelled by v1
+    raw = read(settings, settings.topics.alerts, 14, timeout=90)
     running.finish()
 
     reports = [DriftReport.model_validate_json(v) for v in raw]
@@ -381,7 +245,7 @@ def test_after_a_hot_swap_windows_are_judged_against_the_new_reference(
     for r in reports[9:]:
         (note,) = [t for t in r.tests if t.name == "info:relabelled"]
         assert note.statistic == r.event_count  # every v1 label relabelled with v2
-    assert len(_read(settings, settings.topics.retrain, 1, 3)) == 1
+    assert len(read(settings, settings.topics.retrain, 1, 3)) == 1
 
 
 def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_late(
@@ -395,8 +259,8 @@ def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_l
     beyond the wall clock (+ PERSONA_MONITOR_FUTURE_MARGIN_S) is counted and ignored. (The
     stream worker dead-letters such events; this label comes from elsewhere.)"""
     settings = isolated_settings
-    january = _month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
-    champion = registry.load_version(settings, _register_champion(settings, vendor_model, january))
+    january = month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
+    champion = registry.load_version(settings, register_champion(settings, vendor_model, january))
     ms = MonitorSettings(
         _env_file=None,  # type: ignore[call-arg]
         window="7d",
@@ -408,7 +272,7 @@ def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_l
         group_id=f"monitor-o-{settings.model_name}",
         commit_interval_s=0.5,
     )
-    feb = _publish(settings, champion, MONTHS[:1], sentinel=False)
+    feb = publish(settings, champion, MONTHS[:1], sentinel=False)
     monitors.append(Running(settings, ms))
     stats = monitors[0].stats
     deadline = time.monotonic() + 120
@@ -421,11 +285,11 @@ def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_l
         time.sleep(0.2)
     assert stats.future == 1
 
-    march = _publish(settings, champion, MONTHS[1:2], sentinel=True, first_id=len(feb))
+    march = publish(settings, champion, MONTHS[1:2], sentinel=True, first_id=len(feb))
     march_starts = {ORIGIN + ((t - ORIGIN) // WEEK) * WEEK for t in march if t < SENTINEL}
     mar_weeks = {s for s in march_starts if s.month == 3 and (s + WEEK).month == 3}
     while time.monotonic() < deadline + 120:
-        raw = _read(settings, settings.topics.alerts, 1, timeout=2)
+        raw = read(settings, settings.topics.alerts, 1, timeout=2)
         starts = {DriftReport.model_validate_json(v).window_start for v in raw}
         if mar_weeks <= starts:
             break

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from personas.errors import Stopping
 from stream_app.batcher import Batcher
 from stream_app.labelling import RawRecord
-from stream_app.sink import Stopping
 
 
 def _records(start: int, n: int) -> list[RawRecord]:
