@@ -67,11 +67,17 @@ def _pipeline_tests(window: ClosedWindow, ref: Reference | None) -> list[DriftTe
             )
         )
     if window.late_events:
+        oldest = (
+            ""
+            if window.late_oldest is None
+            else f" (oldest dated {window.late_oldest.isoformat()})"
+        )
         tests.append(
             _info(
                 "late_events",
                 float(window.late_events),
-                "events dropped as late since the last close",
+                f"{window.late_events} events arrived after their window was reported and were not "
+                f"judged{oldest}",
             )
         )
     if ref is not None and window.kept:

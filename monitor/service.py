@@ -408,6 +408,15 @@ def run(
         label_clock.observe(source, event.submitted_at)
         if not windower.add_label(event, source, offset):
             stats.late += 1
+            if stats.late == 1 or stats.late % 1000 == 0:
+                log.warning(
+                    "an event dated %s at %s@%d arrived after its window was reported: not judged,"
+                    " counted in the next report (info:late_events); %d so far",
+                    event.submitted_at.isoformat(),
+                    source,
+                    offset,
+                    stats.late,
+                )
 
     try:
         while not stop.is_set():

@@ -63,6 +63,10 @@ def _stamp(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _older(current: datetime | None, t: datetime) -> datetime:
+    return t if current is None or t < current else current
+
+
 def _hash(event_id: UUID) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.bytes, digest_size=8).digest(), "big")
 
@@ -91,6 +95,8 @@ class ClosedWindow:
     response_count: int | None
     late_events: int
     offsets: dict[Source, int]
+    #: the oldest event time among ``late_events`` (how far in the past the late data reached)
+    late_oldest: datetime | None = None
 
     @property
     def kept(self) -> int:
@@ -247,6 +253,7 @@ class TimeWindower:
         self.late_events = 0
         self.late_responses = 0
         self._late_since_close = 0
+        self._late_oldest: datetime | None = None
         self._open: dict[int, _OpenWindow] = {}
         self._closed_until_us: int | None = None
 
@@ -272,6 +279,7 @@ class TimeWindower:
         if self._is_late(index):
             self.late_events += 1
             self._late_since_close += 1
+            self._late_oldest = _older(self._late_oldest, event.submitted_at)
             return False
         window = self._window(index)
         window.sample.add(event)
@@ -319,9 +327,11 @@ class TimeWindower:
                     response_count=window.responses,
                     late_events=self._late_since_close,
                     offsets=dict(window.offsets),
+                    late_oldest=self._late_oldest,
                 )
             )
             self._late_since_close = 0
+            self._late_oldest = None
         return closed
 
     def held_offsets(self) -> dict[Source, int]:
@@ -369,6 +379,7 @@ class CountWindower:
         self.late_responses = 0
         self.responses = 0
         self._late_since_close = 0
+        self._late_oldest: datetime | None = None
         self._pending: list[_Pending] = []
         self._ready: list[_Pending] = []
         self._last_key: tuple[datetime, UUID] | None = None
@@ -380,6 +391,7 @@ class CountWindower:
         if self._last_key is not None and item.key <= self._last_key:
             self.late_events += 1
             self._late_since_close += 1
+            self._late_oldest = _older(self._late_oldest, event.submitted_at)
             return False
         self._pending.append(item)
         return True
@@ -418,6 +430,7 @@ class CountWindower:
         features, versions = _arrays(sample.events(), self.n_features)
         first = chunk[0].event
         late, self._late_since_close = self._late_since_close, 0
+        oldest, self._late_oldest = self._late_oldest, None
         return ClosedWindow(
             window_id=f"n{self.size}-{_stamp(first.submitted_at)}-{first.event_id.hex[:8]}",
             start=first.submitted_at,
@@ -429,6 +442,7 @@ class CountWindower:
             response_count=None,
             late_events=late,
             offsets=offsets,
+            late_oldest=oldest,
         )
 
     def held_offsets(self) -> dict[Source, int]:

@@ -257,7 +257,8 @@ def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_l
     """Found by hand: one event dated 2031 between a replayed February and March made the
     monitor drop the next 2,076 events as late, and March was never judged. An event dated
     beyond the wall clock (+ PERSONA_MONITOR_FUTURE_MARGIN_S) is counted and ignored. (The
-    stream worker dead-letters such events; this label comes from elsewhere.)"""
+    stream worker dead-letters such events; this label comes from elsewhere.) One dated 2019, long
+    before every window the monitor keeps, is late: not judged, counted and reported."""
     settings = isolated_settings
     january = month(np.random.default_rng(202501), vendor_model.centroids, 500, 2.0)
     champion = registry.load_version(settings, register_champion(settings, vendor_model, january))
@@ -284,6 +285,11 @@ def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_l
     while stats.future < 1 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert stats.future == 1
+    # and one from long before anything the monitor keeps: not judged, but counted and reported
+    _publish_outlier(settings, champion, datetime(2019, 6, 1, tzinfo=UTC), 90_002)
+    while stats.late < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats.late == 1
 
     march = publish(settings, champion, MONTHS[1:2], sentinel=True, first_id=len(feb))
     march_starts = {ORIGIN + ((t - ORIGIN) // WEEK) * WEEK for t in march if t < SENTINEL}
@@ -295,8 +301,15 @@ def test_an_outlier_event_time_neither_closes_windows_nor_makes_the_next_month_l
             break
     stats = monitors[0].finish()
     assert mar_weeks <= starts, "March was never judged"
-    assert stats.late == 0, f"{stats.late} events dropped as late"
+    assert stats.late == 1, f"{stats.late} events dropped as late (only the 2019 one is)"
     assert stats.future == 1
+    notes = [
+        t
+        for v in raw
+        for t in DriftReport.model_validate_json(v).tests
+        if t.name == "info:late_events"
+    ]
+    assert [(n.statistic, "2019-06-01" in (n.detail or "")) for n in notes] == [(1.0, True)]
 
 
 def _publish_outlier(settings: Settings, model: CentroidModel, at: datetime, number: int) -> None:

@@ -141,3 +141,19 @@ def test_reports_go_to_an_evidently_workspace(
     workspace = Workspace.create(str(tmp_path / "ws"))
     (project,) = workspace.search_project("persona-monitor test")
     assert len(workspace.list_runs(project.id)) == 2
+
+
+def test_late_events_are_reported_with_the_oldest_time_and_shown_by_persona_alerts(
+    january: Reference, draw: Draw
+) -> None:
+    x = draw(np.random.default_rng(4), 100)
+    window = closed(x, late_events=3, late_oldest=datetime(2017, 3, 4, tzinfo=UTC))
+    verdict = judge(window, january, settings())
+    (note,) = [t for t in verdict.tests if t.name == "info:late_events"]
+    assert note.statistic == 3
+    assert note.detail is not None and "2017-03-04" in note.detail and note.failed is False
+    decision = DriftPolicy(2, timedelta(days=21)).decide(
+        window.window_id, window.start, window.end, verdict.outcome, model_version=1
+    )
+    line, _ = format_alert(to_report(window, verdict, decision, report_uri=None))
+    assert "3 events arrived after their window was reported" in line

@@ -88,6 +88,33 @@ def test_late_events_within_lateness_count_beyond_are_dropped() -> None:
     assert [(c.event_count, c.late_events) for c in second] == [(1, 1)]
 
 
+def test_events_far_in_the_past_are_counted_with_the_oldest_time_in_the_next_window() -> None:
+    """Years older than anything the monitor still keeps: not judged, never silently dropped."""
+    w = weekly()
+    w.add_label(event(T0))
+    assert len(w.advance(T0 + timedelta(days=7))) == 1
+    for t in (datetime(2019, 6, 1, tzinfo=UTC), datetime(2017, 3, 4, tzinfo=UTC), T0):
+        assert not w.add_label(event(t))
+    w.add_label(event(T0 + timedelta(days=8)))
+    (closed,) = w.advance(T0 + timedelta(days=14))
+    assert (closed.late_events, closed.late_oldest) == (3, datetime(2017, 3, 4, tzinfo=UTC))
+    w.add_label(event(T0 + timedelta(days=15)))
+    (after,) = w.advance(T0 + timedelta(days=21))
+    assert (after.late_events, after.late_oldest) == (0, None)
+
+
+def test_count_windows_report_the_oldest_late_event_too() -> None:
+    w = CountWindower(2, max_events=100, label="n2")
+    for day in (1, 2):
+        w.add_label(event(T0 + timedelta(days=day)))
+    assert len(w.advance(T0 + timedelta(days=3))) == 1
+    assert not w.add_label(event(datetime(2018, 1, 1, tzinfo=UTC)))
+    for day in (4, 5):
+        w.add_label(event(T0 + timedelta(days=day)))
+    (closed,) = w.advance(T0 + timedelta(days=6))
+    assert (closed.late_events, closed.late_oldest) == (1, datetime(2018, 1, 1, tzinfo=UTC))
+
+
 def _replay(order: list[tuple[int, WindowEvent]], lateness: timedelta) -> list[tuple]:
     w = weekly()
     wm = Watermark(lateness)
