@@ -7,21 +7,15 @@ down" for one process only, by cutting its link, so the shared stack stays up fo
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-__all__ = ["PERSONA", "ServiceProcess", "TcpProxy", "free_port", "wait_for"]
+from infra.demo.services import ChildService
 
-#: The `persona` command of this environment (the one a user runs).
-PERSONA = str(Path(sys.executable).with_name("persona"))
+__all__ = ["TcpProxy", "free_port", "wait_for", "wait_until"]
 
 
 def free_port() -> int:
@@ -42,74 +36,23 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@dataclass
-class ServiceProcess:
-    """A real `persona …` process (its output in a log file) that a test can signal and restart."""
+def wait_until(
+    service: ChildService, predicate: Callable[[], Any], timeout: float, what: str
+) -> None:
+    """``wait_for`` that fails at once, with the service's log, if the service exits."""
 
-    args: tuple[str, ...]
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    _log: TextIO | None = field(default=None, repr=False)
-
-    def start(self) -> ServiceProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("a")
-        self._log.write(f"--- start {' '.join(self.args)}\n")
-        self._log.flush()
-        self.proc = subprocess.Popen(
-            [PERSONA, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        return self
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def wait_until(self, predicate: Callable[[], Any], timeout: float, what: str) -> None:
-        """``wait_for`` that fails at once, with the process's output, if the process exits."""
-
-        def check() -> Any:
-            if not self.alive:
-                code = None if self.proc is None else self.proc.returncode
-                raise AssertionError(
-                    f"{' '.join(self.args)} exited ({code}) while waiting for {what}:\n"
-                    f"{self.output()[-3000:]}"
-                )
-            return predicate()
-
-        try:
-            wait_for(check, timeout, what)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{self.output()[-3000:]}") from None
-
-    def wait_exit(self, timeout: float) -> int:
-        """Wait for the process to end by itself (e.g. at a failpoint); its exit code."""
-        assert self.proc is not None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
+    def check() -> Any:
+        if not service.alive():
             raise AssertionError(
-                f"{' '.join(self.args)} still running after {timeout}s:\n{self.output()[-3000:]}"
-            ) from None
+                f"{service.name} exited ({service.returncode}) while waiting for {what}:\n"
+                f"{service.output()[-3000:]}"
+            )
+        return predicate()
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        """Send ``sig`` and wait; SIGKILL if it has not exited after ``timeout`` seconds."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(30)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return int(self.proc.returncode)
+    try:
+        wait_for(check, timeout, what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{service.output()[-3000:]}") from None
 
 
 class TcpProxy:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fault_tools import ServiceProcess, TcpProxy
+from fault_tools import TcpProxy, wait_until
 from monitor_helpers import (
     EXPECTED_STATUSES,
     MONTHS,
@@ -28,6 +28,7 @@ from monitor_helpers import (
     register_champion,
 )
 
+from infra.demo.services import ChildService, persona_argv
 from personas.model import CentroidModel
 from personas.schemas import DriftReport, RetrainCommand
 from personas.settings import Settings
@@ -47,22 +48,21 @@ def champion(isolated_settings: Settings, vendor_model: CentroidModel) -> Centro
 
 
 @pytest.fixture
-def monitors(
-    isolated_settings: Settings, tmp_path: Path
-) -> Iterator[Callable[..., ServiceProcess]]:
+def monitors(isolated_settings: Settings, tmp_path: Path) -> Iterator[Callable[..., ChildService]]:
     """Start `persona monitor` processes of one consumer group; all are stopped afterwards."""
     group = f"persona-monitor-f-{uuid.uuid4().hex[:8]}"
-    started: list[ServiceProcess] = []
+    started: list[ChildService] = []
 
-    def start(settings: Settings | None = None, **extra: str) -> ServiceProcess:
+    def start(settings: Settings | None = None, **extra: str) -> ChildService:
         env = monitor_env(settings or isolated_settings, group, **extra)
-        process = ServiceProcess(("monitor",), env, tmp_path / "monitor.log").start()
+        process = ChildService("monitor", persona_argv("monitor"), tmp_path / "monitor.log", env)
+        process.start(append=True)
         started.append(process)
         return process
 
     yield start
     for process in started:
-        process.stop(signal.SIGKILL)
+        process.kill()
 
 
 def assert_each_window_once(settings: Settings) -> None:
@@ -89,7 +89,7 @@ def all_published(settings: Settings) -> Callable[[], bool]:
 def test_killed_at_each_instant_between_recording_and_publishing_reports_each_window_once(
     isolated_settings: Settings,
     champion: CentroidModel,
-    monitors: Callable[..., ServiceProcess],
+    monitors: Callable[..., ChildService],
 ) -> None:
     """Three SIGKILLs in a row, each restart finishing what the last one left: after a window's
     row is committed but before anything is sent (after_claim); after its report is acknowledged
@@ -104,7 +104,7 @@ def test_killed_at_each_instant_between_recording_and_publishing_reports_each_wi
         assert rows == done + 1, f"{point}: one window left unpublished"
 
     restarted = monitors()
-    restarted.wait_until(all_published(s), 240, f"{WINDOWS} published windows")
+    wait_until(restarted, all_published(s), 240, f"{WINDOWS} published windows")
     assert restarted.stop() == 0
     assert_each_window_once(s)
     assert "found already on Kafka after a restart" in restarted.output()
@@ -113,17 +113,17 @@ def test_killed_at_each_instant_between_recording_and_publishing_reports_each_wi
 def test_sigkill_mid_stream_reports_each_window_once(
     isolated_settings: Settings,
     champion: CentroidModel,
-    monitors: Callable[..., ServiceProcess],
+    monitors: Callable[..., ChildService],
 ) -> None:
     """Killed while windows are open and reports in flight: every window once, with the same
     verdicts (the open windows' events were not committed, so they are read again)."""
     s = isolated_settings
     publish(s, champion, MONTHS)
     first = monitors()
-    first.wait_until(lambda: published_windows(s)[0] >= 5, 240, "5 windows")
-    first.stop(signal.SIGKILL)
+    wait_until(first, lambda: published_windows(s)[0] >= 5, 240, "5 windows")
+    first.kill()
     second = monitors()
-    second.wait_until(all_published(s), 240, f"{WINDOWS} windows")
+    wait_until(second, all_published(s), 240, f"{WINDOWS} windows")
     assert second.stop() == 0
     assert_each_window_once(s)
 
@@ -131,7 +131,7 @@ def test_sigkill_mid_stream_reports_each_window_once(
 def test_postgres_then_mlflow_down_at_window_close_skips_and_doubles_nothing(
     isolated_settings: Settings,
     champion: CentroidModel,
-    monitors: Callable[..., ServiceProcess],
+    monitors: Callable[..., ChildService],
 ) -> None:
     """PostgreSQL goes away while windows close, then MLflow (the champion's reference) while
     PostgreSQL is back: the monitor retries each window until both answer; none skipped, none
@@ -156,18 +156,18 @@ def test_postgres_then_mlflow_down_at_window_close_skips_and_doubles_nothing(
     )
     times = publish(s, champion, MONTHS[:1], sentinel=False)  # February: 4 windows close
     running = monitors(through_proxies)
-    running.wait_until(lambda: published_windows(s)[1] >= 4, 240, "4 windows")
+    wait_until(running, lambda: published_windows(s)[1] >= 4, 240, "4 windows")
 
     pg.down()
     publish(s, champion, MONTHS[1:], first_id=len(times))  # March, April, the sentinel
-    running.wait_until(lambda: "retrying in" in running.output(), 240, "a retry")
+    wait_until(running, lambda: "retrying in" in running.output(), 240, "a retry")
     assert published_windows(s)[0] == 4, "a window was decided while PostgreSQL was away"
 
     mlflow.down()
     pg.up()
-    running.wait_until(lambda: "MLflow at" in running.output(), 240, "an MLflow retry")
+    wait_until(running, lambda: "MLflow at" in running.output(), 240, "an MLflow retry")
     mlflow.up()
-    running.wait_until(all_published(s), 300, f"{WINDOWS} windows")
-    assert running.alive
+    wait_until(running, all_published(s), 300, f"{WINDOWS} windows")
+    assert running.alive()
     assert running.stop() == 0
     assert_each_window_once(s)
