@@ -8,8 +8,15 @@ i.e. the row of ``persona_ids`` in persona_model.json and in the version tag ``p
 
 Calls are kept few: one ``log_batch`` for params and metrics, one upload per artifact, and
 ``log_model`` with explicit ``pip_requirements`` (inferring them costs 6–10 s, FIELD_NOTES).
-``persona_model.json`` is logged *after* ``create_model_version`` because only then is the version
-number known; nobody reads it before the alias moves, which happens last.
+``persona_model.json`` is logged twice: once *before* ``create_model_version`` with ``version`` =
+null, so a registered version never lacks its document (a trainer stopped between the two calls
+leaves a version the resumed command can finish), and once after, with the version number, which
+only then is known. Nobody reads it before the alias moves, which happens last, and readers pass
+the version explicitly (``load_version``).
+
+MLflow's run-artifact download reports every failure, a refused connection included, as
+RESOURCE_DOES_NOT_EXIST ("please ensure that the path is correct"); ``load_model`` tells an outage
+from a missing document, so a retrain is never recorded as failed because MLflow blinked.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from personas.catalogue import FEATURES
-from personas.errors import ServiceUnavailable
+from personas.errors import InvalidModel, ServiceUnavailable
 from personas.model import CentroidModel
 from personas.registry import MODEL_ARTIFACT, REFERENCE_ARTIFACT, champion_version, client
 from personas.schemas import ModelUpdated, utc_now
@@ -43,6 +50,7 @@ __all__ = [
     "Registered",
     "announce",
     "experiment_id",
+    "load_model",
     "log_run",
     "mlflow_for",
     "promote",
@@ -52,6 +60,7 @@ __all__ = [
     "run_tags",
     "version_info",
     "versions_with_tag",
+    "write_model_document",
 ]
 
 log = logging.getLogger(__name__)
@@ -227,16 +236,63 @@ def register_run(
             "persona_names": json.dumps(list(model.persona_names)),
             "outlier_distance": f"{model.outlier_distance:.6f}",
         }
+        pending = model.to_dict()
+        pending["version"] = None  # not registered yet; see the module docstring
+        mlflow_client.log_dict(run_id, pending, MODEL_ARTIFACT)
         mv = mlflow_client.create_model_version(
             settings.model_name, source, run_id=run_id, tags=version_tags, model_id=model_id
         )
         version = int(mv.version)
-        document = replace(model, version=version).to_dict()
-        mlflow_client.log_dict(run_id, document, MODEL_ARTIFACT)
     except (MlflowException, OSError) as exc:
         raise _unavailable(settings, exc) from None
+    registered = Registered(version=version, run_id=run_id)
+    write_model_document(settings, registered, model)
     log.info("registered %s version %d (run %s)", settings.model_name, version, run_id)
-    return Registered(version=version, run_id=run_id)
+    return registered
+
+
+def write_model_document(settings: Settings, registered: Registered, model: CentroidModel) -> None:
+    """(Re)write the version's persona_model.json with its version number: the last step of a
+    registration, and what a resumed command repeats (overwriting is harmless)."""
+    from mlflow.exceptions import MlflowException
+
+    document = replace(model, version=registered.version).to_dict()
+    try:
+        client(settings).log_dict(registered.run_id, document, MODEL_ARTIFACT)
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+
+
+def load_model(settings: Settings, version: int) -> CentroidModel:
+    """A registered version's model, like ``registry.load_version`` but never mistaking an outage
+    for a missing document.
+
+    The run's artifact listing is a plain REST call that fails as an outage (ServiceUnavailable),
+    so it decides first whether the document exists: not listed → InvalidModel (the version is
+    unusable; a person must look). Listed but not downloadable → ServiceUnavailable (retry).
+    Downloaded but malformed → InvalidModel.
+    """
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(settings)
+    try:
+        run_id = str(mlflow_client.get_model_version(settings.model_name, str(version)).run_id)
+        listed = any(item.path == MODEL_ARTIFACT for item in mlflow_client.list_artifacts(run_id))
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    if not listed:
+        raise InvalidModel(f"version {version} has no {MODEL_ARTIFACT} (run {run_id})")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow_client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)
+            text = Path(path).read_text()
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise InvalidModel(f"version {version}: {MODEL_ARTIFACT} is not JSON: {exc}") from None
+    return CentroidModel.from_dict(document, version=version)
 
 
 def promote(

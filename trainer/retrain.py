@@ -29,7 +29,7 @@ import numpy as np
 
 from personas.errors import InvalidModel
 from personas.model import CentroidModel
-from personas.registry import champion_version, load_version
+from personas.registry import champion_version
 from personas.schemas import RetrainCommand, TrainerAlert, utc_now
 from personas.settings import Settings
 from trainer import ledger, register
@@ -104,7 +104,7 @@ def _handle(
     if interrupted:
         return _resume(settings, cmd, pub, interrupted[-1], current)
     try:
-        champion = load_version(settings, current)
+        champion = register.load_model(settings, current)
     except InvalidModel as exc:
         return _fail(settings, cmd, pub, f"champion version {current} is unusable: {exc}")
     tags, registered_at = register.version_info(settings, current)
@@ -141,6 +141,14 @@ def _resume(
         )
         return _skip(settings, cmd, "stale", reason, current)
     registered = register.registered_version(settings, version)
+    try:
+        model = register.load_model(settings, version)
+    except InvalidModel as exc:
+        # Only a version registered before persona_model.json was logged ahead of registering
+        # can lack it; it cannot serve, and training again would register a second version.
+        return _fail(settings, cmd, pub, f"version {version}, registered by this command: {exc}")
+    # The interruption may have come before the document got its version number: finish it.
+    register.write_model_document(settings, registered, model)
     if current == version:  # the alias moved; whether ModelUpdated went out is unknown: repeat it
         register.announce(settings, registered, int(parent) if parent else None, pub)
     else:

@@ -1,0 +1,111 @@
+"""register.load_model tells an MLflow outage from a version that really lacks its document.
+
+MLflow's run-artifact download says RESOURCE_DOES_NOT_EXIST for any failure, a refused connection
+included; taken at its word, the trainer recorded a retrain as ``failed`` because MLflow blinked
+(tests/integration/trainer/test_trainer_faults.py cuts the real link). A fake client is enough
+to pin each branch here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+from personas.errors import InvalidModel, ServiceUnavailable
+from personas.model import CentroidModel
+from personas.registry import MODEL_ARTIFACT
+from personas.settings import Settings
+from trainer import register
+from trainer.service import is_transient
+
+
+def _document() -> dict[str, Any]:
+    model = CentroidModel(
+        centroids=np.eye(3, 10),
+        persona_ids=(0, 1, 2),
+        persona_names=("a", "b", "c"),
+        outlier_distance=10.0,
+    )
+    pending = model.to_dict()
+    pending["version"] = None  # as register_run logs it before the version exists
+    return pending
+
+
+class FakeClient:
+    def __init__(
+        self, listed: list[str], download: str | Exception, listing: Exception | None = None
+    ) -> None:
+        self.listed, self.download, self.listing = listed, download, listing
+
+    def get_model_version(self, name: str, version: str) -> Any:
+        return SimpleNamespace(run_id="run-1")
+
+    def list_artifacts(self, run_id: str) -> list[Any]:
+        if self.listing is not None:
+            raise self.listing
+        return [SimpleNamespace(path=p) for p in self.listed]
+
+    def download_artifacts(self, run_id: str, path: str, dst: str) -> str:
+        if isinstance(self.download, Exception):
+            raise self.download
+        out = Path(dst) / path
+        out.write_text(self.download)
+        return str(out)
+
+
+@pytest.fixture
+def use(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def install(fake: FakeClient) -> Settings:
+        monkeypatch.setattr(register, "client", lambda settings: fake)
+        return Settings(_env_file=None)
+
+    return install
+
+
+#: What MLflow raises when the artifact GET was refused (runs_artifact_repo.py).
+SWALLOWED = MlflowException(
+    "Failed to download artifacts from path 'persona_model.json', please ensure that the path is "
+    "correct.",
+    error_code=RESOURCE_DOES_NOT_EXIST,
+)
+
+
+def test_a_listed_document_that_cannot_be_downloaded_is_an_outage(use: Any) -> None:
+    settings = use(FakeClient([MODEL_ARTIFACT], SWALLOWED))
+    with pytest.raises(ServiceUnavailable) as caught:
+        register.load_model(settings, 2)
+    assert is_transient(caught.value)
+
+
+def test_a_listing_that_fails_is_an_outage(use: Any) -> None:
+    refused = MlflowException(
+        "API request to http://x/api/2.0/mlflow/runs/get failed with exception"
+    )
+    settings = use(FakeClient([], SWALLOWED, listing=refused))
+    with pytest.raises(ServiceUnavailable):
+        register.load_model(settings, 2)
+
+
+def test_a_document_that_is_not_listed_is_an_unusable_version(use: Any) -> None:
+    settings = use(FakeClient(["reference.parquet"], SWALLOWED))
+    with pytest.raises(InvalidModel, match=r"version 2 has no persona_model\.json"):
+        register.load_model(settings, 2)
+
+
+def test_a_malformed_document_is_an_unusable_version(use: Any) -> None:
+    settings = use(FakeClient([MODEL_ARTIFACT], "{not json"))
+    with pytest.raises(InvalidModel, match="not JSON"):
+        register.load_model(settings, 2)
+
+
+def test_a_pending_document_loads_with_the_registry_version(use: Any) -> None:
+    settings = use(FakeClient([MODEL_ARTIFACT], json.dumps(_document())))
+    model = register.load_model(settings, 2)
+    assert model.version == 2 and model.persona_ids == (0, 1, 2)
