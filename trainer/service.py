@@ -36,7 +36,14 @@ log = logging.getLogger(__name__)
 
 
 def is_transient(exc: BaseException) -> bool:
-    """A dependency outage (retry later) rather than a problem with the command itself."""
+    """A dependency outage (retry later) rather than a problem with the command itself.
+
+    Deliberately narrow. Every MLflow call of the trainer turns a server that does not answer
+    into ServiceUnavailable where it is made (trainer/register.py, personas/registry.py), and
+    ``register.load_model`` does so even where MLflow itself calls a refused download "does not
+    exist". A raw MlflowException arriving here is a refusal or a bug, not an outage: it is
+    recorded as ``failed`` (with an alert) instead of being retried forever.
+    """
     import psycopg
 
     return isinstance(exc, ServiceUnavailable | psycopg.OperationalError | ConnectionError)
@@ -49,15 +56,20 @@ def run_trainer(
     stop: threading.Event | None = None,
     max_commands: int | None = None,
     poll_timeout: float = 1.0,
-    retry_seconds: float = 5.0,
+    retry_seconds: float | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> int:
-    """Consume retrain commands until ``stop`` is set (or ``max_commands`` were handled)."""
+    """Consume retrain commands until ``stop`` is set (or ``max_commands`` were handled).
+
+    ``retry_seconds`` (default ``TrainerSettings.retry_seconds``) is the pause before a command
+    whose dependency did not answer is read again.
+    """
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     from personas import db
 
     ts = trainer_settings or TrainerSettings()
+    pause = ts.retry_seconds if retry_seconds is None else retry_seconds
     stop = stop or threading.Event()
     db.apply_migrations(settings)
     require_kafka(settings, "trainer")
@@ -65,7 +77,11 @@ def run_trainer(
         consumer_config(
             settings,
             ts.group_id,
-            **{"max.poll.interval.ms": ts.max_poll_interval_ms, "enable.partition.eof": False},
+            **{
+                "max.poll.interval.ms": ts.max_poll_interval_ms,
+                "session.timeout.ms": ts.session_timeout_ms,
+                "enable.partition.eof": False,
+            },
         )
     )
     consumer.subscribe([settings.topics.retrain])
@@ -85,7 +101,7 @@ def run_trainer(
             outcome = _handle_message(settings, ts, publisher, msg)
             if outcome is None:  # dependency down: read the same command again after a pause
                 consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
-                stop.wait(retry_seconds)
+                stop.wait(pause)
                 continue
             consumer.commit(message=msg, asynchronous=False)
             handled += 1

@@ -38,6 +38,22 @@ class TrainerSettings(BaseSettings):
         ge=10_000,
         description="Longest a single retrain may take before Kafka considers the trainer dead.",
     )
+    session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        description=(
+            "How long the group waits for a trainer that stopped heartbeating (killed, host lost) "
+            "before another one may take its commands."
+        ),
+    )
+    retry_seconds: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Pause before a command is tried again after PostgreSQL, MLflow or Kafka did not answer "
+            "(the command stays uncommitted meanwhile)."
+        ),
+    )
 
     # Bootstrap
     bootstrap_rows: int = Field(
