@@ -12,10 +12,8 @@ docs/cluster.md.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +28,6 @@ from infra.stack.kafka import KafkaService
 from infra.stack.layout import Layout, ServiceStatus
 from infra.stack.mlflow_server import MlflowAuth, MlflowService
 from infra.stack.postgres import PostgresService, PostgresTls
-from infra.stack.process import pid_alive, wait_until
 from infra.stack.secret_files import SecretFiles
 from infra.stack.tls import Certificates, ensure_certificates
 from personas.access import SERVICES, acl_bindings
@@ -460,17 +457,6 @@ class KafkaNode(KafkaService):
 
     def detail(self) -> str:
         return f"node {self.n} (broker+controller), SASL_SSL, Apache Kafka {self.settings.kafka_version}"
-
-    def kill(self) -> int | None:
-        """SIGKILL the node (its whole process group): a crash, for tests. Returns its PID."""
-        pid = self.pid()
-        if pid is None:
-            return None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        if not wait_until(lambda: not pid_alive(pid), 30, 0.1):
-            raise StackError(f"{self.label} (pid {pid}) survived SIGKILL")
-        return pid
 
 
 def _write_private(path: Path, text: str) -> None:

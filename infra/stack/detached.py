@@ -7,6 +7,9 @@ stop it and name the log; stop by PID, never by name.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -107,6 +110,19 @@ class DetachedService(ABC):
         stop_pid(pid, self.label, timeout=self.stop_timeout)
         self.layout.pid_file(self.name).unlink(missing_ok=True)
         return "stopped"
+
+    def kill(self) -> int | None:
+        """SIGKILL the service (its whole process group), a crash for the fault tests; waits until
+        it is gone. Its PID, or None if it was not running. ``start`` brings it back."""
+        pid = self.pid()
+        if pid is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        if not wait_until(lambda: not pid_alive(pid), 30, 0.1):
+            raise StackError(f"{self.label} (pid {pid}) survived SIGKILL")
+        self.layout.pid_file(self.name).unlink(missing_ok=True)
+        return pid
 
     def status(self) -> ServiceStatus:
         pid = self.pid()

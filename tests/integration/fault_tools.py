@@ -15,7 +15,7 @@ from typing import Any
 
 from infra.demo.services import ChildService
 
-__all__ = ["TcpProxy", "free_port", "wait_for", "wait_until"]
+__all__ = ["TcpProxy", "free_port", "server_port", "wait_for", "wait_until"]
 
 
 def free_port() -> int:
@@ -24,14 +24,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(
-    predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2
-) -> None:
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+def server_port() -> int:
+    """A free port below the ephemeral range, for a server the test kills and restarts: clients
+    reconnecting to a dead server on an ephemeral port can connect to themselves (TCP
+    simultaneous open), and the port then looks taken when the server starts again."""
+    import random
+
+    low = 32768
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/sys/net/ipv4/ip_local_port_range") as ports,
+    ):
+        low = int(ports.read().split()[0])
+    for _ in range(200):
+        port = random.randrange(20000, min(low, 32000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it is truthy and return that value; fail naming ``what`` after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():
-            return
+        value = predicate()
+        if value:
+            return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 

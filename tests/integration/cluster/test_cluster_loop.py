@@ -11,21 +11,20 @@ the broker's death duplicate nothing.
 from __future__ import annotations
 
 import contextlib
-import json
-import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fault_tools import free_port, wait_for
+from loop_tools import label_rows, run_persona, topic_messages
 
 from infra.demo.services import ChildService, persona_argv
 from infra.stack.cluster import ADMIN, Cluster, kill_node, start_node
 from personas import db
 from personas.access import acl_bindings
-from personas.kafka import admin_config, consumer_config, create_topics, topic_specs
+from personas.kafka import admin_config, create_topics, topic_specs
 from personas.settings import Settings, TopicNames, settings_env
 
 EVENTS = 2400  # February, drifted (std 3.1) against a January reference (std 2)
@@ -56,16 +55,6 @@ class Loop:
         env.update(self.cluster.mlflow_env())
         env.update(extra)
         return env
-
-
-def _wait(condition: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture
@@ -126,81 +115,24 @@ def _mlflow_env(cluster: Cluster) -> Iterator[None]:
         yield
 
 
-def _run(argv: list[str], env: dict[str, str], timeout: float = 180) -> str:
-    import subprocess
-
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, f"{argv[1:3]} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _rows(settings: Settings) -> tuple[int, int]:
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
-def _read_topic(settings: Settings, topic: str) -> list[dict[str, Any]]:
-    """Every message of ``topic`` up to its high watermarks, as JSON."""
-    import uuid
-
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(consumer_config(settings, f"persona-monitor-read-{uuid.uuid4().hex}"))
-    try:
-        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
-        ends = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[dict[str, Any]] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + 60
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            out.append(json.loads(msg.value()))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        return out
-    finally:
-        consumer.close()
-
-
 @pytest.mark.timeout(600)
 def test_the_loop_survives_a_broker_killed_mid_stream(loop: Loop, tmp_path: Path) -> None:
     data = tmp_path / "data"
     admin_env = loop.env(ADMIN)
     for month, std, n, seed in (("2025-01", 2.0, 1500, 11), ("2025-02", 3.1, EVENTS, 12)):
-        _run(
-            persona_argv(
-                "generate", "--month", month, "--n", str(n), "--std", str(std),
-                "--seed", str(seed), "--out", str(data / f"{month}.parquet"),
-            ),
-            admin_env,
+        run_persona(
+            "generate", "--month", month, "--n", str(n), "--std", str(std),
+            "--seed", str(seed), "--out", str(data / f"{month}.parquet"),
+            env=admin_env,
         )  # fmt: skip
     # The champion's registration needs the registry's write rights: the admin does it once.
-    _run(
-        persona_argv("train", "bootstrap", "--reference", str(data / "2025-01.parquet")), admin_env
-    )
+    run_persona("train", "bootstrap", "--reference", str(data / "2025-01.parquet"), env=admin_env)
 
     logs = tmp_path / "logs"
     services = [
         ChildService(
             "stream",
-            persona_argv("stream", "--web-port", str(_free_port())),
+            persona_argv("stream", "--web-port", str(free_port())),
             logs / "stream.log",
             loop.env("stream", PERSONA_STREAM_STATE_DIR=str(tmp_path / "stream-state")),
         ),
@@ -234,11 +166,11 @@ def test_the_loop_survives_a_broker_killed_mid_stream(loop: Loop, tmp_path: Path
         )
         publisher.start()
         # Mid-stream: a broker dies while events flow, and comes back while they still flow.
-        _wait(lambda: _rows(loop.admin)[0] >= EVENTS // 5, 180, "the first labelled events")
+        wait_for(lambda: label_rows(loop.admin)[0] >= EVENTS // 5, 180, "the first labelled events")
         assert kill_node(loop.cluster.base, KILLED) is not None
-        killed_at = _rows(loop.admin)[0]
-        _wait(
-            lambda: _rows(loop.admin)[0] >= killed_at + EVENTS // 5,
+        killed_at = label_rows(loop.admin)[0]
+        wait_for(
+            lambda: label_rows(loop.admin)[0] >= killed_at + EVENTS // 5,
             180,
             "labelling to go on with a broker down",
         )
@@ -247,26 +179,26 @@ def test_the_loop_survives_a_broker_killed_mid_stream(loop: Loop, tmp_path: Path
         assert publisher.process.wait(300) == 0, publisher.log.read_text()
 
         # Every event exactly once in PostgreSQL and on persona-labels.
-        _wait(lambda: _rows(loop.admin)[0] >= EVENTS, 300, f"{EVENTS} rows in PostgreSQL")
-        assert _rows(loop.admin) == (EVENTS, EVENTS)
-        labels = _read_topic(loop.admin, loop.admin.topics.labels)
+        wait_for(lambda: label_rows(loop.admin)[0] >= EVENTS, 300, f"{EVENTS} rows in PostgreSQL")
+        assert label_rows(loop.admin) == (EVENTS, EVENTS)
+        labels = topic_messages(loop.admin, loop.admin.topics.labels)
         assert len({label["event_id"] for label in labels}) == EVENTS
 
         # The monitor judged February's windows and found the drift; the trainer retrained
         # and promoted version 2 in the authenticated registry.
         def reports() -> list[dict[str, Any]]:
             return [
-                r for r in _read_topic(loop.admin, loop.admin.topics.alerts)
+                r for r in topic_messages(loop.admin, loop.admin.topics.alerts)
                 if r.get("kind") == "drift_report"
             ]  # fmt: skip
 
-        found = _wait(
+        found = wait_for(
             lambda: [r for r in reports() if r["status"] == "drift"], 240, "a drift report"
         )
         assert found[0]["window_start"] >= "2025-02-01"
-        updates = _wait(
+        updates = wait_for(
             lambda: [
-                u for u in _read_topic(loop.admin, loop.admin.topics.model_updates)
+                u for u in topic_messages(loop.admin, loop.admin.topics.model_updates)
                 if u["version"] == 2
             ],
             300,
@@ -295,25 +227,24 @@ def test_the_faust_agent_engine_labels_over_sasl_ssl(loop: Loop, tmp_path: Path)
     (personas.kafka.faust_broker) and the stream user's ACLs suffice for Faust's own topics."""
     data = tmp_path / "data"
     events = 600
-    _run(
-        persona_argv(
-            "generate", "--month", "2025-01", "--n", str(events), "--std", "2",
-            "--seed", "21", "--out", str(data / "jan.parquet"),
-        ),
-        loop.env(ADMIN),
+    run_persona(
+        "generate", "--month", "2025-01", "--n", str(events), "--std", "2",
+        "--seed", "21", "--out", str(data / "jan.parquet"), env=loop.env(ADMIN),
     )  # fmt: skip
     worker = ChildService(
         "stream",
-        persona_argv("stream", "--engine", "agent", "--web-port", str(_free_port())),
+        persona_argv("stream", "--engine", "agent", "--web-port", str(free_port())),
         tmp_path / "stream.log",
         loop.env("stream", PERSONA_STREAM_STATE_DIR=str(tmp_path / "state")),
     )
     try:
         worker.start()
         worker.wait_for_log("persona stream worker ready", 180)
-        _run(persona_argv("publish", str(data / "jan.parquet")), loop.env("producer"))
-        _wait(lambda: _rows(loop.admin)[0] >= events, 240, f"{events} rows from the agent engine")
-        assert _rows(loop.admin) == (events, events)
+        run_persona("publish", str(data / "jan.parquet"), env=loop.env("producer"))
+        wait_for(
+            lambda: label_rows(loop.admin)[0] >= events, 240, f"{events} rows from the agent engine"
+        )
+        assert label_rows(loop.admin) == (events, events)
         worker.check_alive()
     finally:
         worker.stop()
