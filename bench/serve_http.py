@@ -13,7 +13,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,11 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from infra.stack.process import free_port
 
 
 def hammer(port: int, body: bytes, seconds: float, threads: int) -> tuple[int, list[float]]:

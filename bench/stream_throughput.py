@@ -42,6 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from infra.stack.process import free_port  # noqa: E402
 from personas import db  # noqa: E402
 from personas.catalogue import FEATURES, load_vendor_catalogue  # noqa: E402
 from personas.kafka import (  # noqa: E402
@@ -434,7 +435,7 @@ def main() -> None:
                     "--engine",
                     engine,
                     "--web-port",
-                    str(_free_port()),
+                    str(free_port()),
                     "--batch-size",
                     str(args.batch),
                     "--batch-timeout",
@@ -540,14 +541,6 @@ def _engine_settings(base: Settings, tag: str, engine: str) -> Settings:
             "model_name": f"bench-{tag}-{engine}",
         }
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cleanup(settings: Settings, topics: list[str], tag: str, schemas: list[Settings]) -> None:

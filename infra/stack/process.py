@@ -74,6 +74,13 @@ def owned_pid(pid_file: Path, marker: str) -> int | None:
     return None
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's choice, in the ephemeral range)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -13,15 +13,8 @@ import pytest
 
 from infra.demo.services import persona_argv
 from infra.stack.cluster import ADMIN, NOACL, Cluster
+from infra.stack.process import free_port
 from personas.settings import Settings, settings_env
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _persona(
@@ -71,7 +64,7 @@ def test_a_wrong_password_is_refused_by_doctor_and_by_the_worker(
     assert "wrong username or password" in kafka["detail"]
     assert "PERSONA_KAFKA_PASSWORD" in kafka["detail"]
 
-    worker = _persona(settings, "stream", "--web-port", str(_free_port()))
+    worker = _persona(settings, "stream", "--web-port", str(free_port()))
     assert worker.returncode == 3, worker.stdout + worker.stderr
     assert "authentication failed (wrong username or password)" in worker.stderr
     assert "Traceback" not in worker.stdout + worker.stderr
@@ -98,7 +91,7 @@ def test_a_user_without_the_acl_is_refused_naming_what_it_lacks(cluster: Cluster
     assert f"READ on topic {settings.topics.responses}" in authorised["detail"]
     assert f"WRITE on topic {settings.topics.labels}" in authorised["detail"]
 
-    worker = _persona(settings, "stream", "--web-port", str(_free_port()))
+    worker = _persona(settings, "stream", "--web-port", str(free_port()))
     assert worker.returncode == 3, worker.stdout + worker.stderr
     assert "user noacl lacks" in worker.stderr
     assert "Traceback" not in worker.stdout + worker.stderr

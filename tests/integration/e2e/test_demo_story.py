@@ -5,7 +5,6 @@ event is stored exactly once."""
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,17 +12,12 @@ import pytest
 from rich.console import Console
 
 from infra.demo.runner import DemoOptions, run_demo
+from infra.stack.process import free_port
 from personas.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 MARCH = datetime(2025, 3, 1, tzinfo=UTC)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(420)

@@ -4,7 +4,6 @@ registry's champion through the one labelling rule (personas.model), in separate
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.demo.services import ChildService, persona_argv
+from infra.stack.process import free_port
 from personas import db
 from personas.catalogue import FEATURES, load_vendor_catalogue
 from personas.settings import Settings, settings_env
@@ -21,12 +21,6 @@ from trainer.bootstrap import bootstrap
 
 pytestmark = pytest.mark.e2e
 N = 300
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.timeout(300)

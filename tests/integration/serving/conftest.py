@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from serve_process import Server, free_port
+from serve_process import Server
 
+from infra.stack.process import free_port
 from personas import registry
 from personas.model import CentroidModel
 from personas.settings import Settings
