@@ -7,7 +7,7 @@ PERSONA := $(BIN)/persona
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo bench schemas env-example clean
+.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo soak bench schemas env-example clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ fmt: install ## Format and auto-fix with ruff
 
 demo: up ## The main job: months replayed live — labels, drift alert, retrain, hot swap, summary
 	$(PERSONA) demo
+
+soak: up ## The loop under random faults for SOAK_MINUTES (default 20), then an accounting (docs/reliability.md)
+	$(PERSONA) soak --minutes $(or $(SOAK_MINUTES),20)
 
 bench: up ## Hot-path benchmarks, each beside its baseline (figures: docs/benchmarks.md)
 	$(BIN)/python bench/producer_throughput.py --events 200000

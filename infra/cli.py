@@ -234,6 +234,47 @@ def demo(
     run_demo(demo_settings(Settings(), namespace), options)
 
 
+def soak(
+    minutes: Annotated[
+        float, typer.Option(help="How long events flow (the replay's length), minutes.", min=1)
+    ] = 20.0,
+    rate: Annotated[float, typer.Option(help="Events per second, steady.", min=1)] = 50.0,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help="Times each fault is injected (default: one per 10 minutes).", min=1),
+    ] = None,
+    pg_outage: Annotated[
+        float, typer.Option(help="Seconds PostgreSQL stays unreachable per outage.", min=1)
+    ] = 30.0,
+    seed: Annotated[int, typer.Option(help="Seed of the data and of the fault times.")] = 7,
+    out: Annotated[Path, typer.Option(help="Folder for the run's data, logs and result.")] = Path(
+        "out/soak"
+    ),
+    keep: Annotated[
+        bool, typer.Option(help="Keep the run's PostgreSQL schema and registered model.")
+    ] = False,
+) -> None:
+    """The whole loop at a steady rate with faults at random instants — worker, monitor and
+    trainer SIGKILLed, the broker SIGKILLed and restarted, PostgreSQL unreachable — then an
+    accounting: published = rows = labels, each window once, one command per episode, RSS.
+    Needs PostgreSQL and MLflow (`make up`); brings its own broker. Exit 1 if anything failed.
+    See docs/reliability.md.
+    """
+    from infra.soak import SoakOptions, run_soak
+    from personas.log import setup_logging
+    from personas.settings import Settings
+
+    setup_logging("WARNING")
+    options = SoakOptions(
+        minutes=minutes, rate=rate, seed=seed, out_dir=out, pg_outage_s=pg_outage,
+        rounds=rounds, keep=keep,
+    )  # fmt: skip
+    result = run_soak(Settings(), options, say=typer.echo)
+    typer.echo(f"result: {out / result.run / 'result.json'}")
+    if not result.held:
+        raise typer.Exit(1)
+
+
 def doctor(
     service: Annotated[
         list[str] | None,
@@ -287,6 +328,7 @@ def doctor(
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
     app.command("doctor")(doctor)
+    app.command("soak")(soak)
     app.add_typer(stack_app, name="stack")
     app.add_typer(db_app, name="db")
     app.add_typer(topics_app, name="topics")

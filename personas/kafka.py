@@ -37,6 +37,7 @@ __all__ = [
     "explain_kafka_error",
     "faust_broker",
     "producer_config",
+    "read_to_end",
     "topic_specs",
 ]
 
@@ -477,3 +478,47 @@ def topic_drift(
         if differences:
             drift.append(TopicDrift(spec.name, differences, configs))
     return drift
+
+
+def read_to_end(
+    settings: Settings, topic: str, timeout: float = 60.0
+) -> list[tuple[bytes | None, bytes]]:
+    """(key, value) of every message of ``topic`` up to its end offsets now, without joining a
+    group or committing anything (the group name is under the monitor's ACL prefix). For tools
+    and accounting (the soak, tests), not for the services' hot paths."""
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from personas.errors import ServiceUnavailable
+
+    consumer = Consumer(consumer_config(settings, f"persona-monitor-read-{uuid.uuid4().hex[:8]}"))
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        ends: dict[int, int] = {}
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        out: list[tuple[bytes | None, bytes]] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            out.append((msg.key(), msg.value() or b""))
+            partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+            if offset + 1 >= ends[partition]:
+                done.add(partition)
+        if len(done) < len(ends):
+            raise ServiceUnavailable(
+                "Kafka",
+                settings.kafka_bootstrap,
+                f"could not read {topic} to its end in {timeout:.0f} s",
+            )
+        return out
+    finally:
+        consumer.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -79,6 +80,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def server_port() -> int:
+    """A free port below the ephemeral range, for a server the test kills and restarts: clients
+    reconnecting to a dead server on an ephemeral port can connect to themselves (TCP
+    simultaneous open), and the port then looks taken when the server starts again."""
+    low = 32768
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/sys/net/ipv4/ip_local_port_range") as ports,
+    ):
+        low = int(ports.read().split()[0])
+    for _ in range(200):
+        port = random.randrange(20000, min(low, 32000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:

@@ -29,6 +29,9 @@ class TcpProxy:
         self._open = False
 
     def up(self) -> None:
+        """Listen (again); a no-op while already up."""
+        if self._server is not None:
+            return
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", self.port))

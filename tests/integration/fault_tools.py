@@ -6,40 +6,15 @@ down" for one process only, by cutting its link, so the shared stack stays up fo
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 from infra.demo.services import ChildService
-from infra.stack.process import free_port
+from infra.stack.process import free_port, server_port
 from infra.stack.tcp_proxy import TcpProxy
 
 __all__ = ["TcpProxy", "free_port", "server_port", "wait_for", "wait_until"]
-
-
-def server_port() -> int:
-    """A free port below the ephemeral range, for a server the test kills and restarts: clients
-    reconnecting to a dead server on an ephemeral port can connect to themselves (TCP
-    simultaneous open), and the port then looks taken when the server starts again."""
-    import random
-
-    low = 32768
-    with (
-        contextlib.suppress(OSError, ValueError),
-        open("/proc/sys/net/ipv4/ip_local_port_range") as ports,
-    ):
-        low = int(ports.read().split()[0])
-    for _ in range(200):
-        port = random.randrange(20000, min(low, 32000))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-import uuid
 from typing import Any
 
 from infra.demo.services import persona_argv
 from personas import db
+from personas.kafka import read_to_end
 from personas.settings import Settings
 
 __all__ = ["label_rows", "run_persona", "topic_messages"]
@@ -36,32 +35,5 @@ def label_rows(settings: Settings) -> tuple[int, int]:
 
 
 def topic_messages(settings: Settings, topic: str, timeout: float = 60) -> list[dict[str, Any]]:
-    """Every message of ``topic`` up to its end offsets now, as JSON (group-less: commits
-    nothing; the group name is under the monitor's ACL prefix so any test user may read)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from personas.kafka import consumer_config
-
-    consumer = Consumer(consumer_config(settings, f"persona-monitor-read-{uuid.uuid4().hex}"))
-    try:
-        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
-        ends = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[dict[str, Any]] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            out.append(json.loads(msg.value()))
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
-        assert len(done) == len(ends), f"could not read {topic} to its end in {timeout:.0f} s"
-        return out
-    finally:
-        consumer.close()
+    """Every message of ``topic`` up to its end offsets now, as JSON."""
+    return [json.loads(value) for _, value in read_to_end(settings, topic, timeout)]
