@@ -71,13 +71,20 @@ class TcpProxy:
             backend.settimeout(None)
             with self._lock:
                 self._conns += [client, backend]
-            for a, b in ((client, backend), (backend, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, from_client in ((client, backend, True), (backend, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, from_client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def forwards(self, data: bytes) -> bool:
+        """Whether to pass on this chunk from a client; False cuts the link there (``down()``)
+        before it reaches the server. Subclasses cut at one exact request."""
+        return True
+
+    def _pump(self, source: socket.socket, target: socket.socket, from_client: bool) -> None:
         try:
             while data := source.recv(65536):
+                if from_client and not self.forwards(data):
+                    self.down()  # the chunk is never forwarded
+                    return
                 target.sendall(data)
         except OSError:
             pass

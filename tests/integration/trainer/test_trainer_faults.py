@@ -9,12 +9,6 @@ it ends in exactly one final ledger status, and it registers at most one model v
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +21,7 @@ import pytest
 from fault_tools import TcpProxy, wait_for
 from trainer_helpers import FEB, blobs, command, insert_labels, read_all
 
+from infra.demo.services import ChildService, persona_argv
 from personas import db, registry
 from personas.catalogue import Catalogue
 from personas.model import CentroidModel
@@ -37,8 +32,6 @@ from trainer.bootstrap import bootstrap
 from trainer.events import Publisher
 from trainer.settings import TrainerSettings
 
-REPO = Path(__file__).resolve().parents[3]
-PERSONA = str(Path(sys.executable).with_name("persona"))
 WEEK = timedelta(days=7)
 #: Final ledger statuses (anything but ``received``).
 FINAL = ("promoted", "gate_failed", "candidate_persona", "duplicate", "stale", "failed")
@@ -60,62 +53,20 @@ class CutOnRequest(TcpProxy):
         self._guard = threading.Lock()
         self.cut = threading.Event()
 
-    def _fires(self, data: bytes) -> bool:
-        """Whether this chunk from the client is the request to cut at (once, ever)."""
+    def forwards(self, data: bytes) -> bool:
+        """False for the request to cut at (once, ever)."""
         if not data.startswith(self.METHODS):
-            return False  # a request body, not a request
+            return True  # a request body, not a request
         with self._guard:
             if self.cut.is_set():
-                return False
+                return True
             if not self._armed:
                 self._armed = self._after is not None and self._after in data
-                return False
+                return True
             if self._at in data:
                 self.cut.set()
-                return True
-        return False
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:  # type: ignore[override]
-        try:
-            from_client = source.getsockname()[1] == self.port
-            while data := source.recv(65536):
-                if from_client and self._fires(data):
-                    self.down()  # the request is never forwarded
-                    return
-                target.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                target.shutdown(socket.SHUT_WR)
-
-
-@dataclass
-class Trainer:
-    """A `persona trainer` subprocess whose output goes to a file the test can read."""
-
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    _log: Any = field(repr=False, default=None)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return int(self.proc.returncode)
+                return False
+        return True
 
 
 @dataclass
@@ -125,9 +76,9 @@ class Case:
     s: Settings
     ts: TrainerSettings
     tmp: Path
-    started: list[Trainer] = field(default_factory=list)
+    started: list[ChildService] = field(default_factory=list)
 
-    def start(self, **env: str) -> Trainer:
+    def start(self, **env: str) -> ChildService:
         """Start `persona trainer` with this case's settings; ``env`` overrides (e.g. a proxy port)."""
         child = settings_env(self.s)
         child.update(
@@ -143,15 +94,9 @@ class Case:
         )
         child.update(env)
         log_path = self.tmp / f"trainer-{len(self.started)}.log"
-        log = log_path.open("wb")
-        proc = subprocess.Popen(
-            [PERSONA, "trainer", "--log-level", "INFO"],
-            cwd=REPO,
-            env=child,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        trainer = Trainer(proc=proc, log_path=log_path, _log=log)
+        trainer = ChildService(
+            "trainer", persona_argv("trainer", "--log-level", "INFO"), log_path, child
+        ).start()
         self.started.append(trainer)
         return trainer
 
@@ -202,7 +147,7 @@ class Case:
     def alerts(self) -> list[dict[str, Any]]:
         return [value for _, value in read_all(self.s, self.s.topics.alerts)]
 
-    def assert_done_once(self, cmd: RetrainCommand, trainer: Trainer) -> None:
+    def assert_done_once(self, cmd: RetrainCommand, trainer: ChildService) -> None:
         """The command ended promoted, once, with one version that serves, and was committed."""
         wait_for(lambda: self.status(cmd) in FINAL, 120, f"a final status\n{trainer.output()}")
         assert self.ledger(cmd) == [("promoted", 2)], trainer.output()
@@ -243,14 +188,14 @@ def case(
     found = Case(isolated_settings, ts, tmp_path)
     yield found
     for trainer in found.started:
-        trainer.stop(signal.SIGKILL)
+        trainer.kill()
 
 
 def _mlflow(s: Settings) -> tuple[str, int]:
     return (s.mlflow_host, s.mlflow_port)
 
 
-def _retries(trainer: Trainer) -> int:
+def _retries(trainer: ChildService) -> int:
     """How often the trainer put a command back because a dependency did not answer."""
     return trainer.output().count("; will retry")
 
@@ -274,8 +219,7 @@ def test_killed_trainer_the_command_is_done_again_once(case: Case, when: str) ->
             f"the retrain to be under way\n{trainer.output()}",
             interval=0.05,
         )
-        os.kill(trainer.proc.pid, signal.SIGKILL)
-        trainer.stop()
+        trainer.kill()
         assert case.versions(cmd) == [], "killed too late: a version was registered already"
     else:
         proxy = CutOnRequest(_mlflow(case.s), after=b"/model-versions/create", at=b" /api/")
@@ -290,8 +234,7 @@ def test_killed_trainer_the_command_is_done_again_once(case: Case, when: str) ->
                 f"a retry\n{trainer.output()}",
             )
             assert trainer.alive(), trainer.output()
-            os.kill(trainer.proc.pid, signal.SIGKILL)
-            trainer.stop()
+            trainer.kill()
         finally:
             proxy.down()
         assert case.versions(cmd) == [2]
