@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -255,3 +256,130 @@ def metric(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     return 0.0
+
+
+class SteadyFlow(threading.Thread):
+    """Produce events at a steady rate from a thread until ``stop`` (or the events run out).
+
+    The rebalance and hot-swap tests act *while* events flow: a flow that lasts until the test
+    stops it keeps every step of the scenario under load however slow the machine, and the test
+    then knows exactly which events were sent (``stop`` returns them)."""
+
+    def __init__(
+        self, settings: Settings, events: list[dict[str, Any]], *, rate: float, chunk: int = 30
+    ) -> None:
+        super().__init__(name="steady-flow", daemon=True)
+        self.settings = settings
+        self.events = events
+        self.rate = rate
+        self.chunk = chunk
+        self.produced = 0
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        from personas.kafka import producer_config
+
+        try:
+            producer = Producer(producer_config(self.settings, **{"linger.ms": 5}))
+            topic = self.settings.topics.responses
+            started = time.monotonic()
+            while not self._halt.is_set() and self.produced < len(self.events):
+                batch = self.events[self.produced : self.produced + self.chunk]
+                for e in batch:
+                    producer.produce(topic, json.dumps(e).encode(), e["respondent_id"].encode())
+                assert producer.flush(30) == 0, "flow: events not delivered"
+                self.produced += len(batch)
+                # Pace (not synchronisation): the next chunk is due at produced / rate.
+                self._halt.wait(max(0.0, started + self.produced / self.rate - time.monotonic()))
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop producing; return the events sent (all delivered). Raises if the flow failed."""
+        self._halt.set()
+        self.join(60)
+        if self.error is not None:
+            raise AssertionError(f"the event flow failed: {self.error!r}") from self.error
+        return self.events[: self.produced]
+
+
+def _partitions(settings: Settings, topic: str) -> list[int]:
+    from confluent_kafka.admin import AdminClient
+
+    from personas.kafka import admin_config
+
+    metadata = AdminClient(admin_config(settings)).list_topics(topic, timeout=10)
+    return sorted(metadata.topics[topic].partitions)
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """High watermark of every partition of a topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from personas.kafka import consumer_config
+
+    consumer = Consumer(consumer_config(settings, f"test-offsets-{uuid.uuid4().hex}"))
+    try:
+        return {
+            p: int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in _partitions(settings, topic)
+        }
+    finally:
+        consumer.close()
+
+
+def committed_by_partition(settings: Settings, group: str) -> dict[int, int]:
+    """The group's committed offset on each partition of the input topic (0 where none)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from personas.kafka import consumer_config
+
+    topic = settings.topics.responses
+    consumer = Consumer(consumer_config(settings, group))
+    try:
+        tps = [TopicPartition(topic, p) for p in _partitions(settings, topic)]
+        return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10)}
+    finally:
+        consumer.close()
+
+
+def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[Any]:
+    """Every message of a topic up to the end offsets taken now (no guessing of a count)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from personas.kafka import consumer_config
+
+    ends = end_offsets(settings, topic)
+    consumer = Consumer(consumer_config(settings, f"test-reader-{uuid.uuid4().hex}"))
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    got: list[Any] = []
+    seen = dict.fromkeys(ends, 0)
+    deadline = time.monotonic() + timeout
+    try:
+        while any(seen[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: read {seen} of {ends} in {timeout}s")
+            for msg in consumer.consume(1000, 0.5):
+                partition, offset = msg.partition(), msg.offset()
+                if msg.error() is None and partition is not None and offset is not None:
+                    got.append(msg)
+                    seen[partition] = offset + 1
+    finally:
+        consumer.close()
+    return got
+
+
+def label_lock_waiters(settings: Settings) -> int:
+    """Sessions waiting for a lock on this test's persona_labels (a worker's batch held)."""
+    from personas import db
+
+    with db.connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+            (f'"{settings.pg_schema}".persona_labels',),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
