@@ -378,8 +378,8 @@ def _account(soak: _Soak, result: SoakResult) -> None:
     s = soak.settings
     result.rows, result.distinct_rows = _rows(s)
     labels = read_to_end(s, s.topics.labels)
-    result.distinct_labels = len({json.loads(v)["event_id"] for _, v in labels})
-    reports = [json.loads(v) for _, v in read_to_end(s, s.topics.alerts)]
+    result.distinct_labels = len({json.loads(m.value())["event_id"] for m in labels})
+    reports = [json.loads(m.value()) for m in read_to_end(s, s.topics.alerts)]
     drift_reports = [r for r in reports if r.get("kind") == "drift_report"]
     per_window = Counter(r["window_id"] for r in drift_reports)
     result.windows_reported = len(per_window)
@@ -387,7 +387,7 @@ def _account(soak: _Soak, result: SoakResult) -> None:
     statuses = [r["status"] for r in sorted(drift_reports, key=lambda r: r["window_start"])]
     episodes = drift_episodes(statuses)
     result.drift_episodes = episodes
-    commands = [json.loads(v) for _, v in read_to_end(s, s.topics.retrain)]
+    commands = [json.loads(m.value()) for m in read_to_end(s, s.topics.retrain)]
     ids = [c["command_id"] for c in commands]
     result.retrain_commands = len(ids)
     with db.connect(s, autocommit=True) as conn:

@@ -480,12 +480,11 @@ def topic_drift(
     return drift
 
 
-def read_to_end(
-    settings: Settings, topic: str, timeout: float = 60.0
-) -> list[tuple[bytes | None, bytes]]:
-    """(key, value) of every message of ``topic`` up to its end offsets now, without joining a
-    group or committing anything (the group name is under the monitor's ACL prefix). For tools
-    and accounting (the soak, tests), not for the services' hot paths."""
+def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[Any]:
+    """Every message (confluent-kafka ``Message``: key, value, partition, offset, headers) of
+    ``topic`` up to its end offsets taken now, without joining a group or committing anything
+    (the group name is under the monitor's ACL prefix). For tools and accounting (the soak,
+    tests), not for the services' hot paths."""
     import time
     import uuid
 
@@ -502,23 +501,19 @@ def read_to_end(
             if high > low:
                 ends[p] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        out: list[tuple[bytes | None, bytes]] = []
-        done: set[int] = set()
+        got: list[Any] = []
+        seen = dict.fromkeys(ends, 0)
         deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None or msg.error():
-                continue
-            out.append((msg.key(), msg.value() or b""))
-            partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
-            if offset + 1 >= ends[partition]:
-                done.add(partition)
-        if len(done) < len(ends):
-            raise ServiceUnavailable(
-                "Kafka",
-                settings.kafka_bootstrap,
-                f"could not read {topic} to its end in {timeout:.0f} s",
-            )
-        return out
+        while any(seen[p] < ends[p] for p in ends):
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    "Kafka", settings.kafka_bootstrap, f"read {topic} to {seen} of {ends} only"
+                )
+            for msg in consumer.consume(1000, 0.5):
+                partition, offset = msg.partition(), msg.offset()
+                if msg.error() is None and partition is not None and offset is not None:
+                    got.append(msg)
+                    seen[partition] = offset + 1
+        return got
     finally:
         consumer.close()

@@ -36,4 +36,4 @@ def label_rows(settings: Settings) -> tuple[int, int]:
 
 def topic_messages(settings: Settings, topic: str, timeout: float = 60) -> list[dict[str, Any]]:
     """Every message of ``topic`` up to its end offsets now, as JSON."""
-    return [json.loads(value) for _, value in read_to_end(settings, topic, timeout)]
+    return [json.loads(m.value()) for m in read_to_end(settings, topic, timeout)]

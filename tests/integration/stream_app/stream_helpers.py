@@ -235,18 +235,6 @@ def committed_offsets(settings: Settings, group: str) -> int:
         consumer.close()
 
 
-def pg_count(settings: Settings) -> tuple[int, int]:
-    """(rows, distinct event ids) of persona_labels in the test's schema."""
-    from personas import db
-
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in Prometheus text (0 when absent)."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -344,32 +332,6 @@ def committed_by_partition(settings: Settings, group: str) -> dict[int, int]:
         return {tp.partition: max(tp.offset, 0) for tp in consumer.committed(tps, timeout=10)}
     finally:
         consumer.close()
-
-
-def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[Any]:
-    """Every message of a topic up to the end offsets taken now (no guessing of a count)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from personas.kafka import consumer_config
-
-    ends = end_offsets(settings, topic)
-    consumer = Consumer(consumer_config(settings, f"test-reader-{uuid.uuid4().hex}"))
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    got: list[Any] = []
-    seen = dict.fromkeys(ends, 0)
-    deadline = time.monotonic() + timeout
-    try:
-        while any(seen[p] < ends[p] for p in ends):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: read {seen} of {ends} in {timeout}s")
-            for msg in consumer.consume(1000, 0.5):
-                partition, offset = msg.partition(), msg.offset()
-                if msg.error() is None and partition is not None and offset is not None:
-                    got.append(msg)
-                    seen[partition] = offset + 1
-    finally:
-        consumer.close()
-    return got
 
 
 def label_lock_waiters(settings: Settings) -> int:

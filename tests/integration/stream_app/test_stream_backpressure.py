@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 import pytest
 from fault_tools import TcpProxy, wait_for
+from loop_tools import label_rows
 from stream_helpers import (
     Worker,
     committed_offsets,
     make_events,
     metric,
-    pg_count,
     produce_events,
     read_topic,
 )
@@ -43,7 +43,7 @@ def test_postgres_outage_is_back_pressure_not_loss(
             make_events(vendor_model, 700, seed=42),
         )
         produce_events(s, first)
-        wait_for(lambda: pg_count(s)[0] == 500, 60, "500 rows before the outage")
+        wait_for(lambda: label_rows(s)[0] == 500, 60, "500 rows before the outage")
 
         proxy.down()
         produce_events(s, second)
@@ -51,13 +51,13 @@ def test_postgres_outage_is_back_pressure_not_loss(
             lambda: "waiting for PostgreSQL" in worker.output(), 30, "the worker to say it waits"
         )
         time.sleep(2)
-        assert pg_count(s)[0] == 500  # (read directly, not through the proxy)
+        assert label_rows(s)[0] == 500  # (read directly, not through the proxy)
         assert worker.proc.poll() is None  # still running, not crashed
 
         proxy.up()
-        wait_for(lambda: pg_count(s)[0] >= 1200, 60, "all rows after the outage")
+        wait_for(lambda: label_rows(s)[0] >= 1200, 60, "all rows after the outage")
         time.sleep(1)
-        assert pg_count(s) == (1200, 1200)
+        assert label_rows(s) == (1200, 1200)
         labels = read_topic(s, s.topics.labels, expect=1200, idle=1.0)
         assert {json.loads(m.value())["event_id"] for m in labels} == {
             e["event_id"] for e in first + second
@@ -97,7 +97,7 @@ def test_sigterm_during_an_outage_leaves_the_batch_uncommitted(
             make_events(vendor_model, 300, seed=44),
         )
         produce_events(s, first)
-        wait_for(lambda: pg_count(s)[0] == 300, 60, "300 rows before the outage")
+        wait_for(lambda: label_rows(s)[0] == 300, 60, "300 rows before the outage")
         wait_for(lambda: committed_offsets(s, group) == 300, 20, "their offsets")
 
         proxy.down()
@@ -109,14 +109,14 @@ def test_sigterm_during_an_outage_leaves_the_batch_uncommitted(
         assert worker.stop() == 0
         assert time.monotonic() - started < 20  # grace 2 s, not the outage's length
         assert "left uncommitted" in worker.output()
-        assert pg_count(s) == (300, 300)
+        assert label_rows(s) == (300, 300)
         assert committed_offsets(s, group) == 300
 
         proxy.up()
         successor = workers("--engine", engine, PERSONA_PG_PORT=str(proxy.port), state="successor")
         successor.wait_ready()
-        wait_for(lambda: pg_count(s)[0] >= 600, 60, "all rows after the restart")
+        wait_for(lambda: label_rows(s)[0] >= 600, 60, "all rows after the restart")
         time.sleep(1)
-        assert pg_count(s) == (600, 600)
+        assert label_rows(s) == (600, 600)
     finally:
         proxy.down()

@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 import pytest
 from fault_tools import wait_for
+from loop_tools import label_rows
 from stream_helpers import (
     Worker,
     committed_offsets,
     make_events,
     metric,
-    pg_count,
     produce_events,
     read_topic,
 )
@@ -36,7 +36,7 @@ def test_sigkill_while_postgres_blocks_commits_nothing_unwritten(
     worker = workers("--batch-size", "200")
     state = worker.wait_ready()
     produce_events(s, first)
-    wait_for(lambda: pg_count(s)[0] == 1000, 60, "the first 1000 rows")
+    wait_for(lambda: label_rows(s)[0] == 1000, 60, "the first 1000 rows")
     group = state["app_id"]
     wait_for(lambda: committed_offsets(s, group) == 1000, 20, "offsets of the first 1000 events")
 
@@ -48,12 +48,12 @@ def test_sigkill_while_postgres_blocks_commits_nothing_unwritten(
         worker.stop(signal.SIGKILL)
         blocker.rollback()
 
-    assert pg_count(s) == (1000, 1000)
+    assert label_rows(s) == (1000, 1000)
     restarted = workers("--batch-size", "200")
     restarted.wait_ready()
-    wait_for(lambda: pg_count(s)[0] >= 3000, 60, "all 3000 rows after restart")
+    wait_for(lambda: label_rows(s)[0] >= 3000, 60, "all 3000 rows after restart")
     time.sleep(1.5)
-    assert pg_count(s) == (3000, 3000)
+    assert label_rows(s) == (3000, 3000)
     # Labels are complete (PostgreSQL rows are written only with acknowledged labels); the killed
     # batch may have put duplicates there, so read past the first 3000 messages.
     labels = read_topic(s, s.topics.labels, expect=3000, idle=2.0)
@@ -89,15 +89,15 @@ def test_sigkill_at_random_points_under_load_loses_nothing(
     worker.wait_ready()
     producer = _trickle(s, events)
     for _ in range(2):
-        wait_for(lambda: pg_count(s)[0] > 0, 60, "some rows")
+        wait_for(lambda: label_rows(s)[0] > 0, 60, "some rows")
         time.sleep(0.7)
         worker.stop(signal.SIGKILL)
         worker = workers(*args)
         worker.wait_ready()
     producer.join()
-    wait_for(lambda: pg_count(s)[0] >= len(events), 90, "all rows after two kills")
+    wait_for(lambda: label_rows(s)[0] >= len(events), 90, "all rows after two kills")
     time.sleep(1.5)
-    assert pg_count(s) == (len(events), len(events))
+    assert label_rows(s) == (len(events), len(events))
     labels = read_topic(s, s.topics.labels, expect=len(events), idle=2.0)
     assert {json.loads(m.value())["event_id"] for m in labels} == {e["event_id"] for e in events}
 
@@ -114,20 +114,20 @@ def test_sigterm_mid_stream_commits_exactly_what_is_durable(
     worker = workers(*args)
     group = worker.wait_ready()["app_id"]
     producer = _trickle(s, events)
-    wait_for(lambda: pg_count(s)[0] > 500, 60, "some rows")
+    wait_for(lambda: label_rows(s)[0] > 500, 60, "some rows")
     assert worker.stop(signal.SIGTERM) == 0
     output = worker.output()
     assert "finishing the in-flight batch" in output and "left uncommitted" not in output
-    rows, distinct = pg_count(s)
+    rows, distinct = label_rows(s)
     assert rows == distinct and 0 < rows <= len(events)  # usually mid-stream; never more
     assert committed_offsets(s, group) == rows  # every durable event committed, nothing beyond
 
     producer.join()
     successor = workers(*args)
     successor.wait_ready()
-    wait_for(lambda: pg_count(s)[0] >= len(events), 90, "all rows after the restart")
+    wait_for(lambda: label_rows(s)[0] >= len(events), 90, "all rows after the restart")
     time.sleep(1.0)
-    assert pg_count(s) == (len(events), len(events))
+    assert label_rows(s) == (len(events), len(events))
     text = successor.metrics()
     assert metric(text, "persona_stream_rows_inserted_total") == len(events) - rows
     assert metric(text, "persona_stream_rows_duplicate_total") == 0

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 import pytest
 from fault_tools import wait_for
-from stream_helpers import Worker, make_events, metric, pg_count, read_topic
+from loop_tools import label_rows
+from stream_helpers import Worker, make_events, metric, read_topic
 
 from personas.dead_letters import decode
 from personas.kafka import BROKER_RECORD_LIMIT, admin_config, producer_config
@@ -84,7 +85,7 @@ def test_a_value_at_the_brokers_limit_is_dead_lettered_whole(
 
     worker = workers("--engine", engine, "--batch-size", "16")
     worker.wait_ready()
-    wait_for(lambda: pg_count(s)[0] == len(events), 90, "the events after the huge one")
+    wait_for(lambda: label_rows(s)[0] == len(events), 90, "the events after the huge one")
     letters = read_topic(s, s.topics.dlq, expect=2, timeout=60)
     assert len(letters) == 2
     for message in letters:
@@ -128,7 +129,7 @@ def test_a_dead_letter_the_broker_refuses_never_stops_the_stream(
 
     worker = workers("--engine", engine, "--batch-size", "8")
     worker.wait_ready()
-    wait_for(lambda: pg_count(s)[0] == len(events), 90, "the events around the refused one")
+    wait_for(lambda: label_rows(s)[0] == len(events), 90, "the events around the refused one")
     wait_for(
         lambda: metric(worker.metrics(), "persona_stream_dead_letters_dropped_total") == 1,
         30,
@@ -146,7 +147,7 @@ def test_a_dead_letter_the_broker_refuses_never_stops_the_stream(
     _produce_raw(
         s, s.topics.responses, [(e["respondent_id"].encode(), json.dumps(e).encode()) for e in more]
     )
-    wait_for(lambda: pg_count(s)[0] == len(events) + len(more), 90, "the successor's events")
+    wait_for(lambda: label_rows(s)[0] == len(events) + len(more), 90, "the successor's events")
     assert metric(successor.metrics(), "persona_stream_dead_letters_dropped_total") == 0
 
 
@@ -161,7 +162,7 @@ def test_an_event_dated_in_the_future_is_dead_lettered(
     _produce_raw(s, s.topics.responses, [*messages, (b"typo", json.dumps(future).encode())])
     worker = workers("--batch-size", "8", PERSONA_STREAM_FUTURE_MARGIN_S="7200")
     worker.wait_ready()
-    wait_for(lambda: pg_count(s)[0] == len(events), 90, "the present events")
+    wait_for(lambda: label_rows(s)[0] == len(events), 90, "the present events")
     letters = read_topic(s, s.topics.dlq, expect=1, timeout=60)
     letter = decode(letters[0].key(), letters[0].value(), letters[0].headers())
     assert letter.error_kind == "future_timestamp"

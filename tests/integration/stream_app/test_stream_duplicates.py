@@ -8,7 +8,8 @@ import json
 from collections.abc import Callable
 
 from fault_tools import wait_for
-from stream_helpers import Worker, make_events, metric, pg_count, produce
+from loop_tools import label_rows
+from stream_helpers import Worker, make_events, metric, produce
 
 from personas import db
 from personas.model import CentroidModel
@@ -38,7 +39,7 @@ def test_a_reused_event_id_keeps_the_first_label_and_is_counted(
     worker = workers("--batch-size", "50", "--batch-timeout", "0.2")
     worker.wait_ready()
     produce(s, s.topics.responses, [message(first), *map(message, rest)])
-    wait_for(lambda: pg_count(s)[0] == 1 + len(rest), 60, "the first events")
+    wait_for(lambda: label_rows(s)[0] == 1 + len(rest), 60, "the first events")
     # Again: `first` identical (a re-delivery) and changed; `second` and its twin in one batch.
     produce(
         s, s.topics.responses, [message(first), message(changed), message(second), message(twin)]
@@ -48,7 +49,7 @@ def test_a_reused_event_id_keeps_the_first_label_and_is_counted(
         60,
         "both conflicts counted",
     )
-    assert pg_count(s) == (len(rest) + 2, len(rest) + 2)
+    assert label_rows(s) == (len(rest) + 2, len(rest) + 2)
     assert _x1(s, str(first["event_id"])) == first["x1"]  # the first label is kept
     text = worker.metrics()
     assert metric(text, "persona_stream_rows_duplicate_total") == 3  # first twice, the twin

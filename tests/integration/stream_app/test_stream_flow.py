@@ -11,11 +11,11 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from fault_tools import wait_for
+from loop_tools import label_rows
 from stream_helpers import (
     Worker,
     make_events,
     metric,
-    pg_count,
     produce,
     produce_events,
     read_topic,
@@ -74,7 +74,7 @@ def test_generated_stream_is_labelled_once_in_postgres_and_on_kafka(
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_allclose([by_id[e["event_id"]].features() for e in events], x)
 
-    assert pg_count(s) == (N, N)
+    assert label_rows(s) == (N, N)
     with db.connect(s, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT event_id::text, persona_id, model_version, respondent_id FROM persona_labels"
@@ -148,7 +148,7 @@ def test_bad_events_go_to_the_dlq_and_good_ones_still_flow(
     letters_raw = read_topic(s, s.topics.dlq, expect=len(bad), timeout=30, idle=1.0)
 
     assert {json.loads(m.value())["event_id"] for m in labels} == {e["event_id"] for e in events}
-    assert pg_count(s) == (len(events), len(events))
+    assert label_rows(s) == (len(events), len(events))
     assert len(letters_raw) == len(bad)
     letters = {m.key(): decode(m.key(), m.value(), m.headers()) for m in letters_raw}
     values = {m.key(): m.value() for m in letters_raw}

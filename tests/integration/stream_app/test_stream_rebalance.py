@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fault_tools import wait_for
+from loop_tools import label_rows
 from stream_helpers import (
     SteadyFlow,
     Worker,
@@ -27,11 +28,10 @@ from stream_helpers import (
     label_lock_waiters,
     make_events,
     metric,
-    pg_count,
-    read_to_end,
 )
 
 from personas import db
+from personas.kafka import read_to_end
 from personas.model import CentroidModel
 from personas.settings import Settings
 
@@ -90,7 +90,7 @@ def test_join_sigterm_and_sigkill_under_load_each_event_once(
     flow.start()
 
     # 1. B joins mid-stream.
-    wait_for(lambda: pg_count(s)[0] >= 600, 60, "A to label the first 600 events")
+    wait_for(lambda: label_rows(s)[0] >= 600, 60, "A to label the first 600 events")
     b = workers(*args, state="b", **env)
     b.wait_ready()
     wait_for(lambda: _share(a, b), 60, "A and B to share the partitions")
@@ -116,15 +116,15 @@ def test_join_sigterm_and_sigkill_under_load_each_event_once(
         blocker.rollback()
     assert flow.is_alive(), "the flow must still be running when B dies"
     wait_for(lambda: _partitions(c) == ALL, 60, "C to take B's partitions after its session")
-    survivor_start = pg_count(s)[0]
-    wait_for(lambda: pg_count(s)[0] >= survivor_start + 300, 60, "C to carry on alone")
+    survivor_start = label_rows(s)[0]
+    wait_for(lambda: label_rows(s)[0] >= survivor_start + 300, 60, "C to carry on alone")
 
     events = flow.stop()
     n = len(events)
     ends = end_offsets(s, s.topics.responses)
     assert sum(ends.values()) == n
     wait_for(lambda: committed_by_partition(s, group) == ends, 60, "the group's lag to reach 0")
-    assert pg_count(s) == (n, n)
+    assert label_rows(s) == (n, n)
 
     where: dict[str, tuple[int, int]] = {}
     for m in read_to_end(s, s.topics.responses):

@@ -11,21 +11,21 @@ from itertools import pairwise
 
 import numpy as np
 from fault_tools import wait_for
+from loop_tools import label_rows
 from stream_helpers import (
     SteadyFlow,
     Worker,
     label_lock_waiters,
     make_events,
     metric,
-    pg_count,
     produce_events,
     publish_update,
-    read_to_end,
     read_topic,
     register_version,
 )
 
 from personas import db
+from personas.kafka import read_to_end
 from personas.model import CentroidModel
 from personas.settings import Settings
 
@@ -66,14 +66,14 @@ def test_two_workers_of_one_group_both_swap_on_one_update(
     assert a.health()["partitions"] and b.health()["partitions"]  # type: ignore[index]
     before = make_events(vendor_model, 400, seed=21)
     produce_events(s, before)
-    wait_for(lambda: pg_count(s)[0] == 400, 60, "400 rows labelled by v1")
+    wait_for(lambda: label_rows(s)[0] == 400, 60, "400 rows labelled by v1")
 
     v2 = register_version(s, _shifted(vendor_model, -0.5).to_dict())
     publish_update(s, v2, previous=v1)  # registry polling is off (300 s): the topic must do it
     wait_for(lambda: _version_of(a) == v2 and _version_of(b) == v2, 30, "both workers on version 2")
     after = make_events(vendor_model, 400, seed=22)
     produce_events(s, after)
-    wait_for(lambda: pg_count(s)[0] == 800, 60, "400 more rows")
+    wait_for(lambda: label_rows(s)[0] == 800, 60, "400 more rows")
 
     labels = [json.loads(m.value()) for m in read_topic(s, s.topics.labels, expect=800)]
     version_by_event = {label["event_id"]: label["model_version"] for label in labels}
@@ -113,7 +113,7 @@ def test_a_broken_model_never_replaces_the_working_one(
     )
     events = make_events(vendor_model, 300, seed=31)
     produce_events(s, events)
-    wait_for(lambda: pg_count(s)[0] == 300, 60, "300 rows")
+    wait_for(lambda: label_rows(s)[0] == 300, 60, "300 rows")
     labels = [json.loads(m.value()) for m in read_topic(s, s.topics.labels, expect=300)]
     assert {label["model_version"] for label in labels} == {v1}
     text = worker.metrics()
@@ -181,7 +181,7 @@ def test_swaps_while_events_flow_never_go_back_on_a_partition_nor_split_a_batch(
     flow = SteadyFlow(s, make_events(vendor_model, 30_000, seed=51), rate=300)
     flow.start()
     for i, shift in enumerate((-0.5, 0.25, -0.25)):
-        wait_for(lambda i=i: pg_count(s)[0] >= 1200 * (i + 1), 60, "rows under the current model")
+        wait_for(lambda i=i: label_rows(s)[0] >= 1200 * (i + 1), 60, "rows under the current model")
         version = register_version(s, _shifted(vendor_model, shift).to_dict())
         on_it = f"both workers on version {version}"
         if i == 1:
@@ -196,12 +196,12 @@ def test_swaps_while_events_flow_never_go_back_on_a_partition_nor_split_a_batch(
             publish_update(s, version, previous=versions[-1])
             wait_for(lambda v=version: _version_of(a) == v == _version_of(b), 30, on_it)
         versions.append(version)
-    last = pg_count(s)[0]
-    wait_for(lambda: pg_count(s)[0] >= last + 1200, 60, "rows under the last model")
+    last = label_rows(s)[0]
+    wait_for(lambda: label_rows(s)[0] >= last + 1200, 60, "rows under the last model")
     events = flow.stop()
     n = len(events)
-    wait_for(lambda: pg_count(s)[0] >= n, 60, f"all {n} rows")
-    assert pg_count(s) == (n, n)
+    wait_for(lambda: label_rows(s)[0] >= n, 60, f"all {n} rows")
+    assert label_rows(s) == (n, n)
     assert assignment() == owner, "no rebalance during the test"
 
     where: dict[str, tuple[int, int]] = {}
