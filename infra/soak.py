@@ -281,10 +281,13 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 def run_soak(
     base: Settings, options: SoakOptions, say: Callable[[str], None] = print
 ) -> SoakResult:
-    """Run the soak; the result (also written as JSON and Markdown beside the logs)."""
-    from personas import db
+    """Run the soak; the result (also written as out/soak/<run>/result.json beside the logs)."""
+    from personas import db, registry
     from personas.kafka import ensure_topics, topic_specs
 
+    # Name a dead dependency in one line before anything starts (the soak brings its own broker).
+    db.check_postgres(base)
+    registry.champion_version(base)  # ServiceUnavailable naming MLflow if it does not answer
     soak = _Soak(base, options)
     result = SoakResult(
         soak.run, datetime.now(UTC).isoformat(timespec="seconds"), options.minutes, options.rate
