@@ -40,15 +40,6 @@ def build_app() -> typer.Typer:
     return app
 
 
-#: MLflow's client retries a dead server for about two minutes by default; a command should
-#: name it within seconds. Each can be overridden from the environment.
-MLFLOW_CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
-}
-
-
 def invalid_settings_line(exc: ValidationError) -> str:
     """One line naming each bad setting, e.g. ``invalid StreamSettings: engine: Input should be…``."""
     from personas.schemas import describe_errors
@@ -57,14 +48,15 @@ def invalid_settings_line(exc: ValidationError) -> str:
 
 
 def main() -> None:
-    import os
 
     from pydantic import ValidationError
 
     from personas.errors import PersonaError
+    from personas.registry import bound_http_client
 
-    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    # Every command names a dead MLflow within seconds; services replace these with their own
+    # settings (stream worker, REST service); MLFLOW_HTTP_* in the environment win over both.
+    bound_http_client(timeout_s=15, retries=2)
 
     try:
         build_app()(standalone_mode=True)

@@ -20,6 +20,7 @@ from personas.settings import Settings
 __all__ = [
     "MODEL_ARTIFACT",
     "REFERENCE_ARTIFACT",
+    "bound_http_client",
     "champion_version",
     "client",
     "explain_mlflow_error",
@@ -32,6 +33,29 @@ MODEL_ARTIFACT = "persona_model.json"
 #: The sample a version was trained on (columns x1..x10 at least), at the run's artifact root:
 #: the monitor measures drift against the champion's own reference.
 REFERENCE_ARTIFACT = "reference.parquet"
+
+
+#: The MLFLOW_HTTP_* variables bound_http_client set in this process (the others are the user's).
+_BOUND: set[str] = set()
+
+
+def bound_http_client(timeout_s: float, retries: int, backoff_s: float = 1.0) -> None:
+    """Bound MLflow's HTTP client for this process: its defaults retry a dead server for about two
+    minutes, and a service must name an outage within seconds. The one place these are set: the
+    CLI calls it with general defaults, then a service with its own settings (which replace the
+    CLI's); a variable the user set in the environment is never overridden."""
+    import os
+
+    wanted = {
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s)) if timeout_s >= 1 else "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(backoff_s),
+    }
+    for name, value in wanted.items():
+        if name in os.environ and name not in _BOUND:
+            continue  # the user's
+        os.environ[name] = value
+        _BOUND.add(name)
 
 
 def client(settings: Settings) -> Any:

@@ -21,9 +21,9 @@ __all__ = ["PersonaServer", "check_port_free", "configure_mlflow_http", "serve"]
 
 def configure_mlflow_http(serve: ServeSettings) -> None:
     """Bound MLflow's HTTP calls (its defaults retry for minutes) unless the user set them."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(serve.registry_timeout_s))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(serve.registry_retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    from personas.registry import bound_http_client
+
+    bound_http_client(timeout_s=serve.registry_timeout_s, retries=serve.registry_retries)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the log
 
 

@@ -172,24 +172,16 @@ def _migrate(settings: Settings) -> None:
         log.info("applied migrations %s to schema %s", applied, settings.pg_schema)
 
 
-#: MLflow's HTTP client retries a dead server for minutes by default; a worker must start (from
-#: its cache) in seconds and its registry poll must not stall. Users can still override these.
-MLFLOW_CLIENT_ENV = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-}
-
-
 def run_worker(settings: Settings, stream: StreamSettings) -> None:
     """Run until SIGTERM/SIGINT (Faust installs the handlers); returns after a clean stop."""
     import gc
-    import os
 
     import faust
 
-    for name, value in MLFLOW_CLIENT_ENV.items():
-        os.environ.setdefault(name, value)
+    from personas.registry import bound_http_client
+
+    # A worker must start (from its cache) in seconds and its registry poll must not stall.
+    bound_http_client(timeout_s=10, retries=1)
 
     from personas.doctor import require_kafka
     from stream_app.agents import attach_agent
