@@ -66,7 +66,14 @@ class Batcher:
         """Say once that work is left undurable (so uncommitted) at shutdown."""
         if not self.said_uncommitted:
             self.said_uncommitted = True
-            log.warning("in-flight batch not durable at shutdown: left uncommitted")
+            if self.busy:
+                log.warning("in-flight batch not durable at shutdown: left uncommitted")
+            else:  # nothing was being written: events were taken, never started
+                log.warning(
+                    "%d events taken but not yet written at shutdown: left uncommitted "
+                    "(Kafka delivers them again)",
+                    self.pending,
+                )
 
     def add(self, events: list[Any], records: list[RawRecord]) -> None:
         self._events.extend(events)

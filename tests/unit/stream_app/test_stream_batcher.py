@@ -147,3 +147,31 @@ def test_drain_gives_up_after_grace(error: BaseException | None) -> None:
         assert writer.durable == []
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("writing", [True, False])
+def test_left_uncommitted_is_said_once_and_says_what_was_left(
+    writing: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch being written vs events only taken: both are left uncommitted, said differently."""
+
+    async def scenario() -> None:
+        writer = Writer()
+        batcher = _batcher(writer)
+        if not writing:
+            batcher.closed = True  # stopping: events still arrive, nothing new is submitted
+        _add(batcher, 0, 2)
+        await _settle()
+        assert batcher.busy is writing
+        batcher.say_uncommitted()
+        batcher.say_uncommitted()
+
+    with caplog.at_level("WARNING", logger="stream_app.batcher"):
+        asyncio.run(scenario())
+    said = [r.getMessage() for r in caplog.records if "left uncommitted" in r.getMessage()]
+    expected = (
+        "in-flight batch not durable at shutdown: left uncommitted"
+        if writing
+        else "2 events taken but not yet written at shutdown: left uncommitted"
+    )
+    assert len(said) == 1 and said[0].startswith(expected)
