@@ -109,22 +109,50 @@ def champion_version(settings: Settings) -> int | None:
     return int(mv.version)
 
 
-def load_version(settings: Settings, version: int) -> CentroidModel:
-    """Download and validate one registered version; InvalidModel if it is not a usable model."""
+def _fetch(settings: Settings, version: int, artifact: str, folder: str) -> Path:
+    """Download one artifact of a registered version's run into ``folder``.
+
+    MLflow's run-artifact download reports *every* failure — a refused connection included — as
+    RESOURCE_DOES_NOT_EXIST ("please ensure that the path is correct"). Taken at its word, an
+    MLflow blip made a champion "unusable" for good (the stream and the monitor never retried it,
+    the trainer recorded a retrain as failed). So the run's artifact listing, a plain REST call
+    that fails as an outage, decides whether the artifact exists: not listed → InvalidModel (a
+    person must look); listed but not downloadable → ServiceUnavailable (try again later).
+    """
     from mlflow.exceptions import MlflowException
 
     mlflow_client = client(settings)
     try:
-        mv = mlflow_client.get_model_version(settings.model_name, str(version))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow_client.download_artifacts(mv.run_id, MODEL_ARTIFACT, tmp)
-            document = json.loads(Path(path).read_text())
+        run_id = str(mlflow_client.get_model_version(settings.model_name, str(version)).run_id)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise InvalidModel(f"version {version} has no {MODEL_ARTIFACT}: {exc}") from None
+            raise InvalidModel(
+                f"version {version} of {settings.model_name} does not exist"
+            ) from None
         raise _unavailable(settings, exc) from None
-    except (OSError, ValueError) as exc:
-        raise InvalidModel(f"version {version}: cannot read {MODEL_ARTIFACT}: {exc}") from None
+    except OSError as exc:
+        raise _unavailable(settings, exc) from None
+    try:
+        listed = any(item.path == artifact for item in mlflow_client.list_artifacts(run_id))
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+    if not listed:
+        raise InvalidModel(f"version {version} has no {artifact} (run {run_id})")
+    try:
+        return Path(mlflow_client.download_artifacts(run_id, artifact, folder))
+    except (MlflowException, OSError) as exc:
+        raise _unavailable(settings, exc) from None
+
+
+def load_version(settings: Settings, version: int) -> CentroidModel:
+    """Download and validate one registered version: InvalidModel if it is not a usable model,
+    ServiceUnavailable if MLflow did not answer (never mistaken for each other)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _fetch(settings, version, MODEL_ARTIFACT, tmp)
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidModel(f"version {version}: {MODEL_ARTIFACT} is not JSON: {exc}") from None
     return CentroidModel.from_dict(document, version=version)
 
 
@@ -135,19 +163,15 @@ def load_champion(settings: Settings) -> CentroidModel | None:
 
 
 def load_reference(settings: Settings, version: int) -> Any:
-    """The reference sample (pandas DataFrame) of a registered version; InvalidModel if absent."""
+    """The reference sample (pandas DataFrame) of a registered version; InvalidModel if absent or
+    unreadable, ServiceUnavailable if MLflow did not answer."""
     import pandas as pd
-    from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(settings)
-    try:
-        mv = mlflow_client.get_model_version(settings.model_name, str(version))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow_client.download_artifacts(mv.run_id, REFERENCE_ARTIFACT, tmp)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _fetch(settings, version, REFERENCE_ARTIFACT, tmp)
+        try:
             return pd.read_parquet(path)
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise InvalidModel(f"version {version} has no {REFERENCE_ARTIFACT}") from None
-        raise _unavailable(settings, exc) from None
-    except OSError as exc:
-        raise InvalidModel(f"version {version}: cannot read {REFERENCE_ARTIFACT}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise InvalidModel(
+                f"version {version}: cannot read {REFERENCE_ARTIFACT}: {exc}"
+            ) from None

@@ -14,9 +14,9 @@ leaves a version the resumed command can finish), and once after, with the versi
 only then is known. Nobody reads it before the alias moves, which happens last, and readers pass
 the version explicitly (``load_version``).
 
-MLflow's run-artifact download reports every failure, a refused connection included, as
-RESOURCE_DOES_NOT_EXIST ("please ensure that the path is correct"); ``load_model`` tells an outage
-from a missing document, so a retrain is never recorded as failed because MLflow blinked.
+Models are read with ``personas.registry.load_version``, which tells an MLflow outage from a
+missing document (MLflow's download calls both "does not exist"), so a retrain is never recorded
+as failed because MLflow blinked.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from personas.catalogue import FEATURES
-from personas.errors import InvalidModel, ServiceUnavailable
+from personas.errors import ServiceUnavailable
 from personas.model import CentroidModel
 from personas.registry import MODEL_ARTIFACT, REFERENCE_ARTIFACT, champion_version, client
 from personas.schemas import ModelUpdated, utc_now
@@ -50,7 +50,6 @@ __all__ = [
     "Registered",
     "announce",
     "experiment_id",
-    "load_model",
     "log_run",
     "mlflow_for",
     "promote",
@@ -261,38 +260,6 @@ def write_model_document(settings: Settings, registered: Registered, model: Cent
         client(settings).log_dict(registered.run_id, document, MODEL_ARTIFACT)
     except (MlflowException, OSError) as exc:
         raise _unavailable(settings, exc) from None
-
-
-def load_model(settings: Settings, version: int) -> CentroidModel:
-    """A registered version's model, like ``registry.load_version`` but never mistaking an outage
-    for a missing document.
-
-    The run's artifact listing is a plain REST call that fails as an outage (ServiceUnavailable),
-    so it decides first whether the document exists: not listed → InvalidModel (the version is
-    unusable; a person must look). Listed but not downloadable → ServiceUnavailable (retry).
-    Downloaded but malformed → InvalidModel.
-    """
-    from mlflow.exceptions import MlflowException
-
-    mlflow_client = client(settings)
-    try:
-        run_id = str(mlflow_client.get_model_version(settings.model_name, str(version)).run_id)
-        listed = any(item.path == MODEL_ARTIFACT for item in mlflow_client.list_artifacts(run_id))
-    except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
-    if not listed:
-        raise InvalidModel(f"version {version} has no {MODEL_ARTIFACT} (run {run_id})")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = mlflow_client.download_artifacts(run_id, MODEL_ARTIFACT, tmp)
-            text = Path(path).read_text()
-    except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        raise InvalidModel(f"version {version}: {MODEL_ARTIFACT} is not JSON: {exc}") from None
-    return CentroidModel.from_dict(document, version=version)
 
 
 def promote(

@@ -29,7 +29,7 @@ import numpy as np
 
 from personas.errors import InvalidModel
 from personas.model import CentroidModel
-from personas.registry import champion_version
+from personas.registry import champion_version, load_version
 from personas.schemas import RetrainCommand, TrainerAlert, utc_now
 from personas.settings import Settings
 from trainer import ledger, register
@@ -104,7 +104,7 @@ def _handle(
     if interrupted:
         return _resume(settings, cmd, pub, interrupted[-1], current)
     try:
-        champion = register.load_model(settings, current)
+        champion = load_version(settings, current)
     except InvalidModel as exc:
         return _fail(settings, cmd, pub, f"champion version {current} is unusable: {exc}")
     tags, registered_at = register.version_info(settings, current)
@@ -142,7 +142,7 @@ def _resume(
         return _skip(settings, cmd, "stale", reason, current)
     registered = register.registered_version(settings, version)
     try:
-        model = register.load_model(settings, version)
+        model = load_version(settings, version)
     except InvalidModel as exc:
         # Only a version registered before persona_model.json was logged ahead of registering
         # can lack it; it cannot serve, and training again would register a second version.

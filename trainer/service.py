@@ -40,7 +40,7 @@ def is_transient(exc: BaseException) -> bool:
 
     Deliberately narrow. Every MLflow call of the trainer turns a server that does not answer
     into ServiceUnavailable where it is made (trainer/register.py, personas/registry.py), and
-    ``register.load_model`` does so even where MLflow itself calls a refused download "does not
+    ``registry.load_version`` does so even where MLflow itself calls a refused download "does not
     exist". A raw MlflowException arriving here is a refusal or a bug, not an outage: it is
     recorded as ``failed`` (with an alert) instead of being retried forever.
     """

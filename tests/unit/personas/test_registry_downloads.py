@@ -1,9 +1,10 @@
-"""register.load_model tells an MLflow outage from a version that really lacks its document.
+"""registry.load_version / load_reference tell an MLflow outage from a version that really lacks
+its document.
 
 MLflow's run-artifact download says RESOURCE_DOES_NOT_EXIST for any failure, a refused connection
 included; taken at its word, the trainer recorded a retrain as ``failed`` because MLflow blinked
-(tests/integration/trainer/test_trainer_faults.py cuts the real link). A fake client is enough
-to pin each branch here.
+(tests/integration/trainer/test_trainer_faults.py cuts the real link), and the stream worker and
+the monitor marked the champion unusable for good. A fake client is enough to pin each branch.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import pytest
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
+from personas import registry
 from personas.errors import InvalidModel, ServiceUnavailable
 from personas.model import CentroidModel
-from personas.registry import MODEL_ARTIFACT
+from personas.registry import MODEL_ARTIFACT, REFERENCE_ARTIFACT
 from personas.settings import Settings
-from trainer import register
 from trainer.service import is_transient
 
 
@@ -63,7 +64,7 @@ class FakeClient:
 @pytest.fixture
 def use(monkeypatch: pytest.MonkeyPatch) -> Any:
     def install(fake: FakeClient) -> Settings:
-        monkeypatch.setattr(register, "client", lambda settings: fake)
+        monkeypatch.setattr(registry, "client", lambda settings: fake)
         return Settings(_env_file=None)
 
     return install
@@ -80,7 +81,7 @@ SWALLOWED = MlflowException(
 def test_a_listed_document_that_cannot_be_downloaded_is_an_outage(use: Any) -> None:
     settings = use(FakeClient([MODEL_ARTIFACT], SWALLOWED))
     with pytest.raises(ServiceUnavailable) as caught:
-        register.load_model(settings, 2)
+        registry.load_version(settings, 2)
     assert is_transient(caught.value)
 
 
@@ -90,22 +91,44 @@ def test_a_listing_that_fails_is_an_outage(use: Any) -> None:
     )
     settings = use(FakeClient([], SWALLOWED, listing=refused))
     with pytest.raises(ServiceUnavailable):
-        register.load_model(settings, 2)
+        registry.load_version(settings, 2)
 
 
 def test_a_document_that_is_not_listed_is_an_unusable_version(use: Any) -> None:
     settings = use(FakeClient(["reference.parquet"], SWALLOWED))
     with pytest.raises(InvalidModel, match=r"version 2 has no persona_model\.json"):
-        register.load_model(settings, 2)
+        registry.load_version(settings, 2)
 
 
 def test_a_malformed_document_is_an_unusable_version(use: Any) -> None:
     settings = use(FakeClient([MODEL_ARTIFACT], "{not json"))
     with pytest.raises(InvalidModel, match="not JSON"):
-        register.load_model(settings, 2)
+        registry.load_version(settings, 2)
 
 
 def test_a_pending_document_loads_with_the_registry_version(use: Any) -> None:
     settings = use(FakeClient([MODEL_ARTIFACT], json.dumps(_document())))
-    model = register.load_model(settings, 2)
+    model = registry.load_version(settings, 2)
     assert model.version == 2 and model.persona_ids == (0, 1, 2)
+
+
+def test_a_reference_that_cannot_be_downloaded_is_an_outage(use: Any) -> None:
+    settings = use(FakeClient([MODEL_ARTIFACT, REFERENCE_ARTIFACT], SWALLOWED))
+    with pytest.raises(ServiceUnavailable):
+        registry.load_reference(settings, 2)
+
+
+def test_a_reference_that_is_not_listed_is_an_unusable_version(use: Any) -> None:
+    settings = use(FakeClient([MODEL_ARTIFACT], SWALLOWED))
+    with pytest.raises(InvalidModel, match=r"version 2 has no reference\.parquet"):
+        registry.load_reference(settings, 2)
+
+
+def test_a_version_that_does_not_exist_is_unusable(use: Any) -> None:
+    class Missing(FakeClient):
+        def get_model_version(self, name: str, version: str) -> Any:
+            raise MlflowException("no such version", error_code=RESOURCE_DOES_NOT_EXIST)
+
+    settings = use(Missing([], SWALLOWED))
+    with pytest.raises(InvalidModel, match="does not exist"):
+        registry.load_version(settings, 9)
