@@ -279,7 +279,7 @@ def run(
 ) -> MonitorStats:
     """Run until ``stop`` is set. ``reference`` defaults to the registry's champion; ``stats``
     (optional) is updated live, for callers that watch progress."""
-    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
     from personas.db import apply_migrations
     from personas.doctor import require_kafka
@@ -318,6 +318,23 @@ def run(
         )
     )
     consumer.subscribe(topics, on_assign=on_assign)
+    consumed: dict[Source, int] = {}
+
+    def unread(source: Source) -> bool:
+        """Whether a partition at EOF has received messages since (asked of the broker, only when
+        the watermark is about to move past it)."""
+        part = TopicPartition(source[0], source[1])
+        try:
+            _, high = consumer.get_watermark_offsets(part, timeout=5, cached=False)
+            (at,) = consumer.position([part])
+        except KafkaException:
+            return True  # cannot tell: hold the watermark rather than close windows early
+        position = consumed.get(source, at.offset)
+        return position >= 0 and int(high) > position
+
+    label_clock.has_unread = unread
+    if response_clock is not None:
+        response_clock.has_unread = unread
     log.info(
         "monitor %s: window %s, lateness %s, topics %s, group %s (%d stored windows replayed)",
         ms.instance_id,
@@ -330,7 +347,6 @@ def run(
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor-judge")
     executor.submit(warm_up, ms)
     inflight: deque[tuple[Future[DriftReport | None], ClosedWindow]] = deque()
-    consumed: dict[Source, int] = {}
     last_commit = time.monotonic()
     failure: BaseException | None = None
 

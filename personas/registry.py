@@ -39,7 +39,7 @@ REFERENCE_ARTIFACT = "reference.parquet"
 _BOUND: set[str] = set()
 
 
-def bound_http_client(timeout_s: float, retries: int, backoff_s: float = 1.0) -> None:
+def bound_http_client(timeout_s: float, retries: int, backoff_factor: int = 1) -> None:
     """Bound MLflow's HTTP client for this process: its defaults retry a dead server for about two
     minutes, and a service must name an outage within seconds. The one place these are set: the
     CLI calls it with general defaults, then a service with its own settings (which replace the
@@ -49,7 +49,7 @@ def bound_http_client(timeout_s: float, retries: int, backoff_s: float = 1.0) ->
     wanted = {
         "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(timeout_s)) if timeout_s >= 1 else "1",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
-        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(backoff_s),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(int(backoff_factor)),  # MLflow parses an int
     }
     for name, value in wanted.items():
         if name in os.environ and name not in _BOUND:

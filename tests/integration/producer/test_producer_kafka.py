@@ -200,7 +200,8 @@ def test_replay_sorts_by_event_time_and_paces(
     expected = (event_s - event_s[0]) / speed
     actual = wall - wall[0]
     assert np.abs(actual - expected).max() < 0.3
-    assert actual[-1] >= expected[-1] - 0.01 and actual[-1] > 1.5
+    # not faster than the schedule (the first send's own latency shifts `actual` a little)
+    assert actual[-1] >= expected[-1] - 0.3 and actual[-1] > 1.5
 
     got = _read_all(isolated_settings, len(in_range))
     assert sorted(m.timestamp_ms for m in got) == sorted(_ms(in_range["submitted_at"]).tolist())

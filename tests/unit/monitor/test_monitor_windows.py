@@ -240,3 +240,25 @@ def test_an_empty_responses_topic_holds_nothing_back() -> None:
     responses.eof(("responses", 1))
     assert PairedWatermark(labels, responses).value() == T0 + timedelta(days=9) - hour
     assert PairedWatermark(labels, None).value() == T0 + timedelta(days=9) - hour
+
+
+def test_a_partition_at_eof_with_unread_data_holds_the_watermark() -> None:
+    """A burst to every partition: the first partition's share must not move the watermark past
+    a partition whose EOF is stale (it has unread data); once it is read, or truly empty, it may."""
+    unread: set[tuple[str, int]] = set()
+    wm = Watermark(timedelta(hours=1), has_unread=lambda source: source in unread)
+    a, b = ("labels", 0), ("labels", 1)
+    wm.assign([a, b])
+    for source in (a, b):
+        wm.observe(source, T0)
+        wm.eof(source)
+    assert wm.value() == T0 - timedelta(hours=1)
+    unread.add(b)  # the burst reached b too, but only a's share has been read
+    wm.observe(a, T0 + timedelta(days=20))
+    assert wm.value() == T0 - timedelta(hours=1)  # held by b's last event
+    wm.observe(b, T0 + timedelta(days=19))  # b's share is read
+    unread.discard(b)
+    assert wm.value() == T0 + timedelta(days=19) - timedelta(hours=1)
+    wm.eof(a)
+    wm.eof(b)  # both at their end, nothing unread: the newest event decides
+    assert wm.value() == T0 + timedelta(days=20) - timedelta(hours=1)

@@ -31,9 +31,9 @@ def bounds() -> tuple[str | None, ...]:
 
 def test_a_service_replaces_the_cli_defaults() -> None:
     registry.bound_http_client(timeout_s=15, retries=2)  # personas.cli.main
-    assert bounds() == ("15", "2", "1.0")
+    assert bounds() == ("15", "2", "1")
     registry.bound_http_client(timeout_s=10, retries=1)  # the stream worker
-    assert bounds() == ("10", "1", "1.0")
+    assert bounds() == ("10", "1", "1")
 
 
 def test_serve_registry_settings_take_effect_after_the_cli_defaults() -> None:
@@ -46,4 +46,14 @@ def test_the_users_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "99")
     registry.bound_http_client(timeout_s=15, retries=2)
     registry.bound_http_client(timeout_s=10, retries=1)
-    assert bounds() == ("99", "1", "1.0")
+    assert bounds() == ("99", "1", "1")
+
+
+def test_mlflow_itself_can_read_the_values() -> None:
+    """MLflow parses these as ints: a '1.0' made every registry call raise ValueError."""
+    from mlflow import environment_variables as mlflow_env
+
+    registry.bound_http_client(timeout_s=7.5, retries=2)
+    assert mlflow_env.MLFLOW_HTTP_REQUEST_TIMEOUT.get() == 7
+    assert mlflow_env.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() == 2
+    assert mlflow_env.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get() == 1
