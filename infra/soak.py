@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.demo.services import ChildService, persona_argv
+from infra.stack.process import wait_until
 from personas.settings import Settings
 
 __all__ = ["SoakOptions", "SoakResult", "drift_episodes", "run_soak", "soak_data"]
@@ -230,12 +231,7 @@ class _Soak:
             service.start(append=True)
             what = f"{fault} SIGKILLed and restarted"
         elif fault == "broker":
-            from infra.stack.process import port_open, wait_until
-
             self.broker.kill()
-            host = self.broker.settings.kafka_host
-            ports = (self.broker.settings.kafka_port, self.broker.settings.kafka_controller_port)
-            wait_until(lambda: not any(port_open(host, p) for p in ports), 60)
             self.broker.start()
             what = "Kafka broker SIGKILLed and restarted"
         else:
@@ -246,36 +242,22 @@ class _Soak:
         return {"fault": fault, "what": what, "seconds": round(time.monotonic() - t0, 1)}
 
 
-def _rows(settings: Settings) -> tuple[int, int]:
+def _settled(soak: _Soak, expected_windows: int) -> bool:
+    """Every window published, and every retrain command on the topic decided by the trainer (a
+    command not yet received has no ledger row at all, so 'none in progress' is not enough)."""
     from personas import db
-
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-        ).fetchone()
-    return (0, 0) if row is None else (int(row[0]), int(row[1]))
-
-
-def _settled(soak: _Soak) -> tuple[int, int, int]:
-    """(drift_reports rows, published rows, ledger rows still in progress)."""
-    from personas import db
+    from personas.kafka import read_to_end
 
     with db.connect(soak.settings, autocommit=True) as conn:
-        reports = conn.execute("SELECT count(*), count(published_at) FROM drift_reports").fetchone()
-        pending = conn.execute(
-            "SELECT count(*) FROM trainer_commands WHERE status = 'received'"
+        reports = conn.execute("SELECT count(published_at) FROM drift_reports").fetchone()
+        decided = conn.execute(
+            "SELECT count(*) FROM trainer_commands WHERE status <> 'received'"
         ).fetchone()
-    assert reports is not None and pending is not None
-    return int(reports[0]), int(reports[1]), int(pending[0])
-
-
-def _wait(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(1.0)
-    return condition()
+    assert reports is not None and decided is not None
+    if int(reports[0]) < expected_windows:
+        return False
+    commands = {m.value() for m in read_to_end(soak.settings, soak.settings.topics.retrain)}
+    return int(decided[0]) >= len(commands)
 
 
 def run_soak(
@@ -340,13 +322,9 @@ def run_soak(
         say(
             f"replay finished (exit {code}) after {time.monotonic() - t0:.0f} s; waiting for the loop to settle"
         )
-        _wait(lambda: _rows(soak.settings)[0] >= result.events, 600)
+        wait_until(lambda: db.label_counts(soak.settings)[0] >= result.events, 600)
 
-        def settled() -> bool:
-            _, published, in_progress = _settled(soak)
-            return published >= result.windows_expected and in_progress == 0
-
-        _wait(settled, 600)
+        wait_until(lambda: _settled(soak, result.windows_expected), 600, 1.0)
         result.rss_mib = {
             name: {"start": round(rss_start.get(name, 0.0), 1), "end": round(_rss_mib(s), 1)}
             for name, s in soak.services.items()
@@ -379,7 +357,7 @@ def _account(soak: _Soak, result: SoakResult) -> None:
     from personas.kafka import read_to_end
 
     s = soak.settings
-    result.rows, result.distinct_rows = _rows(s)
+    result.rows, result.distinct_rows = db.label_counts(s)
     labels = read_to_end(s, s.topics.labels)
     result.distinct_labels = len({json.loads(m.value())["event_id"] for m in labels})
     reports = [json.loads(m.value()) for m in read_to_end(s, s.topics.alerts)]
