@@ -30,7 +30,6 @@ sys.path.insert(0, str(REPO / "bench"))
 from stream_throughput import (  # noqa: E402
     _free_port,
     _wait_line,
-    label_rows,
     measure,
     payloads,
 )
@@ -170,7 +169,7 @@ def main() -> None:
                 args.rate,
                 args.seconds,
             )
-            results[name]["pg_rows"], results[name]["pg_distinct"] = label_rows(settings)
+            results[name]["pg_rows"], results[name]["pg_distinct"] = db.label_counts(settings)
             print(json.dumps(results[name]), flush=True)
     finally:
         for settings in [*(s for s, _ in targets.values()), *workers.values()]:

@@ -486,7 +486,7 @@ def main() -> None:
                 args.rate,
                 args.seconds,
             )
-            results[engine]["pg_rows"], results[engine]["pg_distinct"] = label_rows(settings)
+            results[engine]["pg_rows"], results[engine]["pg_distinct"] = db.label_counts(settings)
             print(json.dumps(results[engine]), flush=True)
             print(
                 f"{engine}: {results[engine]['pg_rows']:,.0f} rows in PostgreSQL, "
@@ -520,15 +520,6 @@ def main() -> None:
             f"PostgreSQL rows {r['pg_rows']:,.0f} = distinct {r['pg_distinct']:,.0f} "
             f"= expected {expected:,}: {r['pg_rows'] == r['pg_distinct'] == expected}"
         )
-
-
-def label_rows(settings: Settings) -> tuple[int, int]:
-    """(rows, distinct event ids) of persona_labels in the run's schema: every event once?"""
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-        ).fetchone()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _engine_settings(base: Settings, tag: str, engine: str) -> Settings:

@@ -53,7 +53,7 @@ class Delivery:
         from personas.kafka import consumer_config
 
         if self._reader is None:
-            # assign() only, never subscribe or commit: the group is named (ACLs) but never joined
+            # end offsets only, never subscribe or commit: the group is named (ACLs), never joined
             self._reader = Consumer(consumer_config(self.settings, "persona-monitor-outbox"))
         return self._reader
 
@@ -152,44 +152,19 @@ class Delivery:
     ) -> tuple[bool, bool]:
         """Whether the report (key = window id) and the command (by id) are on their topics past
         the marks taken before the first attempt."""
+        from personas.kafka import read_to_end
+
         alerts, retrain = self.topics
-        report_there = any(
-            key == window_id.encode() for key, _ in self._read_from(alerts, marks.get(alerts, {}))
-        )
+
+        def after_marks(topic: str) -> list[Any]:
+            start = {int(p): offset for p, offset in marks.get(topic, {}).items()}
+            return read_to_end(self.settings, topic, _TIMEOUT_S, start)
+
+        report_there = any(m.key() == window_id.encode() for m in after_marks(alerts))
         command_there = command_id is not None and any(
-            _command_id(value) == str(command_id)
-            for _, value in self._read_from(retrain, marks.get(retrain, {}))
+            _command_id(m.value() or b"") == str(command_id) for m in after_marks(retrain)
         )
         return report_there, command_there
-
-    def _read_from(self, topic: str, marks: dict[str, int]) -> list[tuple[bytes, bytes]]:
-        """(key, value) of every message after the marks, up to each partition's end now (a
-        partition added since the marks is read from its start)."""
-        from confluent_kafka import TopicPartition
-
-        reader = self.reader()
-        ends = self._ends(topic)
-        wanted = {p: (marks.get(str(p), low), high) for p, (low, high) in ends.items()}
-        todo = {p: end for p, (start, end) in wanted.items() if start < end}
-        if not todo:
-            return []
-        reader.assign([TopicPartition(topic, p, wanted[p][0]) for p in todo])
-        found: list[tuple[bytes, bytes]] = []
-        try:
-            while todo:
-                msg = reader.poll(_TIMEOUT_S)
-                if msg is None:
-                    raise ServiceUnavailable(
-                        "Kafka", self.settings.kafka_bootstrap, f"could not read {topic} back"
-                    )
-                if msg.error() is not None:
-                    continue
-                found.append((msg.key() or b"", msg.value() or b""))
-                if msg.offset() + 1 >= todo.get(msg.partition(), 0):
-                    todo.pop(msg.partition(), None)
-        finally:
-            reader.unassign()
-        return found
 
 
 def _command_id(value: bytes) -> str | None:

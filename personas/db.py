@@ -22,6 +22,7 @@ __all__ = [
     "check_postgres",
     "connect",
     "explain_postgres_error",
+    "label_counts",
     "migrations",
     "pending_migrations",
 ]
@@ -158,3 +159,13 @@ def pending_migrations(settings: Settings) -> list[str]:
             else set()
         )
     return [version for version, _ in migrations() if version not in done]
+
+
+def label_counts(settings: Settings) -> tuple[int, int]:
+    """(rows, distinct event ids) in persona_labels of the settings' schema: equal means nothing
+    duplicated (the demo's summary, the soak's accounting, the benches and the tests ask it)."""
+    with connect(settings, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
+        ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -480,11 +480,14 @@ def topic_drift(
     return drift
 
 
-def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[Any]:
+def read_to_end(
+    settings: Settings, topic: str, timeout: float = 60.0, start: dict[int, int] | None = None
+) -> list[Any]:
     """Every message (confluent-kafka ``Message``: key, value, partition, offset, headers) of
-    ``topic`` up to its end offsets taken now, without joining a group or committing anything
-    (the group name is under the monitor's ACL prefix). For tools and accounting (the soak,
-    tests), not for the services' hot paths."""
+    ``topic`` from ``start`` (partition → offset; default, and for partitions it lacks, the
+    beginning) up to its end offsets taken now, without joining a group or committing anything
+    (the group name is under the monitor's ACL prefix). For tools, accounting (the soak, tests)
+    and the monitor's recovery read, not for the services' hot paths."""
     import time
     import uuid
 
@@ -495,14 +498,15 @@ def read_to_end(settings: Settings, topic: str, timeout: float = 60.0) -> list[A
     consumer = Consumer(consumer_config(settings, f"persona-monitor-read-{uuid.uuid4().hex[:8]}"))
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        first = start or {}
         ends: dict[int, int] = {}
         for p in metadata.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
+            if high > max(low, first.get(p, 0)):
                 ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        consumer.assign([TopicPartition(topic, p, first.get(p, 0)) for p in ends])
         got: list[Any] = []
-        seen = dict.fromkeys(ends, 0)
+        seen = {p: first.get(p, 0) for p in ends}
         deadline = time.monotonic() + timeout
         while any(seen[p] < ends[p] for p in ends):
             if time.monotonic() > deadline:

@@ -19,7 +19,7 @@ from rich.console import Console
 from infra.demo.live import LiveView, Observed
 from infra.demo.scenario import DEFAULT_MONTHS, DemoMonth
 from infra.demo.services import ChildService, persona_argv
-from infra.demo.summary import label_counts, plot, print_summary
+from infra.demo.summary import plot, print_summary
 from personas import db
 from personas.errors import ConfigError, PersonaError
 from personas.kafka import admin_config, check_kafka, ensure_topics, topic_specs
@@ -264,7 +264,7 @@ def run_demo(
     seen = live.snapshot()
     plot_path = plot(seen, options.out_dir / "drift-and-mix.png", alpha=0.0025)
     print_summary(settings, seen, console, plot_path, reports_dir)
-    rows, distinct = label_counts(settings)
+    rows, distinct = db.label_counts(settings)
     env_file = options.out_dir / "demo.env"
     env_file.write_text(namespace_env(settings))
     console.print(
@@ -290,7 +290,7 @@ def _settle(
     while time.monotonic() < deadline:
         for service in services:
             service.check_alive()
-        rows, _ = label_counts(settings)
+        rows, _ = db.label_counts(settings)
         reports = len(live.snapshot().reports)
         if reports != last_reports:
             stable_since, last_reports = time.monotonic(), reports

@@ -13,7 +13,7 @@ from infra.demo.live import Observed
 from personas import db
 from personas.settings import Settings
 
-__all__ = ["label_counts", "plot", "print_summary"]
+__all__ = ["plot", "print_summary"]
 
 
 #: Evidently's per-column results ride along in each DriftReport as information; the verdict
@@ -23,16 +23,6 @@ INFORMATIONAL_PREFIX = "evidently:"
 
 def _verdict_tests(report: Any) -> list[Any]:
     return [t for t in report.tests if not t.name.startswith(INFORMATIONAL_PREFIX)]
-
-
-def label_counts(settings: Settings) -> tuple[int, int]:
-    """(rows, distinct event ids) in persona_labels: equal means nothing duplicated."""
-    with db.connect(settings) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
 
 
 def _per_month(settings: Settings) -> list[tuple[str, str, int]]:
@@ -103,7 +93,7 @@ def print_summary(
     for alert in seen.trainer_alerts:
         console.print(f"trainer alert {alert.kind}: {alert.message}")
 
-    rows, distinct = label_counts(settings)
+    rows, distinct = db.label_counts(settings)
     console.print(
         f"PostgreSQL: {rows:,} label rows, {distinct:,} distinct events "
         f"({'no duplicates' if rows == distinct else 'DUPLICATES'})"

@@ -122,6 +122,8 @@ class DetachedService(ABC):
         if not wait_until(lambda: not pid_alive(pid), 30, 0.1):
             raise StackError(f"{self.label} (pid {pid}) survived SIGKILL")
         self.layout.pid_file(self.name).unlink(missing_ok=True)
+        # The kernel may still answer on its ports for a moment; `start` would call them taken.
+        wait_until(lambda: not any(port_open(h, p) for h, p, _ in self.ports()), 60, 0.1)
         return pid
 
     def status(self) -> ServiceStatus:

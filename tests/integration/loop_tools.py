@@ -14,6 +14,9 @@ from personas.settings import Settings
 
 __all__ = ["label_rows", "run_persona", "topic_messages"]
 
+#: (rows, distinct event ids) in persona_labels — the same question the soak and the demo ask.
+label_rows = db.label_counts
+
 
 def run_persona(*args: str, env: dict[str, str], timeout: float = 180) -> str:
     """Run `persona …` to completion; its stdout, or a failure showing both outputs."""
@@ -22,16 +25,6 @@ def run_persona(*args: str, env: dict[str, str], timeout: float = 180) -> str:
     )
     assert result.returncode == 0, f"persona {args[:2]} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
-
-
-def label_rows(settings: Settings) -> tuple[int, int]:
-    """(rows, distinct event ids) in persona_labels of the settings' schema."""
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*), count(DISTINCT event_id) FROM persona_labels"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
 
 
 def topic_messages(settings: Settings, topic: str, timeout: float = 60) -> list[dict[str, Any]]:

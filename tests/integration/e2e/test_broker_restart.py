@@ -109,11 +109,6 @@ def restart(broker: KafkaService, *, clean: bool) -> None:
         assert broker.stop() == "stopped"
     else:
         assert broker.kill() is not None
-    from infra.stack.process import port_open
-
-    host = broker.settings.kafka_host
-    ports = (broker.settings.kafka_port, broker.settings.kafka_controller_port)
-    wait_for(lambda: not any(port_open(host, p) for p in ports), 60, "the broker's ports closed")
     assert broker.start() == "started"
 
 
