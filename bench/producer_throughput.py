@@ -26,7 +26,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from personas.catalogue import load_vendor_catalogue
-from personas.kafka import KEEP_FOREVER, TopicSpec, admin_config, ensure_topics, producer_config
+from personas.kafka import (
+    KEEP_FOREVER,
+    TopicSpec,
+    admin_config,
+    ensure_topics,
+    produce_waiting,
+    producer_config,
+)
 from personas.schemas import SurveyResponse
 from personas.settings import Settings
 from producer.files import read_events, write_events
@@ -52,12 +59,10 @@ def bare_loop(
     produce = producer.produce
     started = time.perf_counter()
     for value, key, stamp in zip(payloads, keys, stamps, strict=True):
-        while True:
-            try:
-                produce(topic, value, key, timestamp=stamp)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        try:
+            produce(topic, value, key, timestamp=stamp)
+        except BufferError:
+            produce_waiting(producer, topic, value, key, timestamp=stamp)
     left = producer.flush(120)
     elapsed = time.perf_counter() - started
     if left:

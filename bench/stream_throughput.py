@@ -51,6 +51,7 @@ from personas.kafka import (  # noqa: E402
     consumer_config,
     ensure_topics,
     faust_broker,
+    produce_waiting,
     producer_config,
 )
 from personas.model import CentroidModel  # noqa: E402
@@ -120,13 +121,12 @@ def run_baseline(settings: Settings, source: str, sink: str, batch: int, timeout
             producer.poll(0)
             continue
         out = label_batch(records, model)
+        produce = producer.produce
         for key, value in out.labels:
-            while True:
-                try:
-                    producer.produce(sink, value, key)
-                    break
-                except BufferError:
-                    producer.poll(0.01)
+            try:
+                produce(sink, value, key)
+            except BufferError:
+                produce_waiting(producer, sink, value, key, wait_s=0.01)
         producer.poll(0)
         consumer.commit(asynchronous=True)
     producer.flush(10)
@@ -226,13 +226,12 @@ def produce_all(settings: Settings, topic: str, messages: list[tuple[bytes, byte
 
     producer = Producer(producer_config(settings))
     started = time.time()
+    produce = producer.produce
     for key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.01)
+        try:
+            produce(topic, value, key)
+        except BufferError:
+            produce_waiting(producer, topic, value, key, wait_s=0.01)
     producer.flush(60)
     return started
 

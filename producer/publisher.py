@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from personas.errors import ConfigError, InputFileError, InvalidEvent
-from personas.kafka import KEEP_FOREVER, TopicSpec, admin_config, ensure_topics, producer_config
+from personas.kafka import (
+    KEEP_FOREVER,
+    TopicSpec,
+    admin_config,
+    ensure_topics,
+    produce_waiting,
+    producer_config,
+)
 from personas.schemas import parse_survey_response
 from personas.settings import Settings
 from producer.files import read_events
@@ -419,12 +426,12 @@ def _send_chunk(
             due = now + 0.002
         if on_send is not None:
             on_send(offset + i, time.perf_counter())
-        while True:
-            try:
-                produce(topic, payload, keys[i], on_delivery=deliveries, timestamp=stamps[i])
-                break
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                poll(0.05)
+        try:
+            produce(topic, payload, keys[i], on_delivery=deliveries, timestamp=stamps[i])
+        except BufferError:  # local queue full: serve delivery reports, then retry
+            produce_waiting(
+                producer, topic, payload, keys[i], on_delivery=deliveries, timestamp=stamps[i]
+            )
     poll(0)
 
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from personas.kafka import DLQ_RECORD_LIMIT, producer_config
+from personas.kafka import DLQ_RECORD_LIMIT, produce_waiting, producer_config
 from personas.settings import Settings
 from stream_app.sink import Backoff
 
@@ -129,17 +129,17 @@ class KafkaOutput:
                 if droppable
                 else on_delivery
             )
-            while True:
+            try:
                 try:
                     produce(topic, value, key, headers=headers, on_delivery=callback)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-                except KafkaException as exc:  # refused locally, e.g. larger than the limit
-                    if not (droppable and _permanent(exc.args[0])):
-                        raise
-                    self._drop(topic, headers, str(exc.args[0]))
-                    break
+                except BufferError:  # local queue full
+                    produce_waiting(
+                        producer, topic, value, key, headers=headers, on_delivery=callback
+                    )
+            except KafkaException as exc:  # refused locally, e.g. larger than the limit
+                if not (droppable and _permanent(exc.args[0])):
+                    raise
+                self._drop(topic, headers, str(exc.args[0]))
 
     def confirm(self) -> None:
         """Wait until everything queued is acknowledged; raise OutputFailed otherwise."""

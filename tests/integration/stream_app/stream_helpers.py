@@ -56,17 +56,12 @@ def produce(
 ) -> int:
     from confluent_kafka import Producer
 
-    from personas.kafka import producer_config
+    from personas.kafka import produce_waiting, producer_config
 
     producer = Producer(producer_config(settings, **{"linger.ms": 5}))
     n = 0
     for key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_waiting(producer, topic, value, key)
         n += 1
     assert producer.flush(30) == 0
     return n
