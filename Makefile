@@ -44,7 +44,7 @@ test: install ## The whole test suite (unit + integration) against the local sta
 test-unit: install ## Unit tests only (no services needed)
 	$(BIN)/pytest tests/unit -q
 
-lint: install ## ruff (lint + format check) and mypy on the domain library
+lint: install ## ruff (lint + format check) and mypy (strict) on every package and bench/
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

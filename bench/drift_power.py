@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from personas.catalogue import load_vendor_catalogue
 from personas.model import CentroidModel
 from personas.synthetic import draw_window
 
-SCENARIOS = {
+SCENARIOS: dict[str, dict[str, Any]] = {
     "S0 no drift": {},
     "S1 std 2 → 3.1": {"std": 3.1},
     "S2 mean +1.0 (0.5 std) in x1, x2": {"shift": 1.0},
@@ -39,7 +40,7 @@ def ks_baseline(window: np.ndarray, reference: np.ndarray) -> bool:
     drifted = sum(
         ks_2samp(window[:, j], reference[:, j]).pvalue < 0.05 for j in range(window.shape[1])
     )
-    return drifted >= 0.5 * window.shape[1]
+    return bool(drifted >= 0.5 * window.shape[1])
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
 
     vendor = load_vendor_catalogue()
     rng = np.random.default_rng(args.seed)
-    new_centroid = rng.uniform(-10.0, 10.0, size=vendor.centroids.shape[1])
+    new_centroid = np.asarray(rng.uniform(-10.0, 10.0, size=vendor.centroids.shape[1]))
     print(f"reference rows {args.reference}, α = {args.alpha} per test, {args.reps} reps per cell")
     print(
         f"{'scenario':36} {'events':>6} | {'monitor 1 win':>13} {'within 2':>9} {'both':>6} | "

@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -25,7 +26,7 @@ from monitor.evidently_report import run_report
 from monitor.judge import judge
 from monitor.settings import MonitorSettings
 from monitor.stats import Reference, label_window
-from monitor.windows import TimeWindower, WindowEvent
+from monitor.windows import ClosedWindow, TimeWindower, WindowEvent
 from personas.catalogue import FEATURES, load_vendor_catalogue
 from personas.model import CentroidModel
 from personas.schemas import PersonaLabel
@@ -66,7 +67,7 @@ def labels_json(
     return out
 
 
-def window_of(raw: list[bytes], max_events: int) -> tuple[float, object]:
+def window_of(raw: list[bytes], max_events: int) -> tuple[float, ClosedWindow]:
     windower = TimeWindower(
         timedelta(days=7),
         origin=datetime(2024, 1, 1, tzinfo=UTC),
@@ -84,11 +85,11 @@ def window_of(raw: list[bytes], max_events: int) -> tuple[float, object]:
     return time.perf_counter() - started, closed
 
 
-def best(fn: object, repeat: int = 3) -> float:
+def best(fn: Callable[[], object], repeat: int = 3) -> float:
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        fn()  # type: ignore[operator]
+        fn()
         times.append(time.perf_counter() - started)
     return min(times)
 
@@ -113,7 +114,7 @@ def main() -> None:
     model = CentroidModel(vendor.centroids, vendor.ids, vendor.names, version=1)
     rng = np.random.default_rng(1)
     ref = Reference.build(model, draw(rng, vendor.centroids, args.reference))
-    ms = MonitorSettings(_env_file=None, reports="never")  # type: ignore[call-arg]
+    ms = MonitorSettings(_env_file=None, reports="never")
     import scipy.stats  # noqa: F401  (warm-up, as the service does)
 
     raw = labels_json(model, draw(rng, vendor.centroids, args.events, std=3.1))
@@ -124,13 +125,13 @@ def main() -> None:
         f"({args.events / hot:,.0f} events/s)"
     )
 
-    verdict_s = best(lambda: judge(window, ref, ms))  # type: ignore[arg-type]
+    verdict_s = best(lambda: judge(window, ref, ms))
     print(f"monitor verdict (relabel + 4 tests)      {verdict_s * 1000:8.1f} ms")
 
     big = 10 * ms.max_window_events
     big_raw = labels_json(model, draw(rng, vendor.centroids, big))
     big_hot, big_window = window_of(big_raw, ms.max_window_events)
-    big_s = best(lambda: judge(big_window, ref, ms))  # type: ignore[arg-type]
+    big_s = best(lambda: judge(big_window, ref, ms))
     print(
         f"{big:,}-event window: windowing {big_hot:.1f} s ({big / big_hot:,.0f} events/s), "
         f"kept {big_window.kept:,} (sampled={big_window.sampled}), verdict {big_s * 1000:.1f} ms"
@@ -141,12 +142,12 @@ def main() -> None:
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
-    cur = pd.DataFrame(window.features, columns=list(FEATURES))  # type: ignore[attr-defined]
+    cur = pd.DataFrame(window.features, columns=list(FEATURES))
     refdf = pd.DataFrame(ref.features, columns=list(FEATURES))
     baseline_s = best(lambda: Report([DataDriftPreset()], include_tests=True).run(cur, refdf), 2)
     print(f"baseline: Evidently DataDriftPreset raw x1..x10 {baseline_s * 1000:8.1f} ms")
-    frame = label_window(model, window.features)  # type: ignore[attr-defined]
-    full_s = best(lambda: run_report(ref, window.features, frame), 2)  # type: ignore[attr-defined]
+    frame = label_window(model, window.features)
+    full_s = best(lambda: run_report(ref, window.features, frame), 2)
     print(f"monitor's Evidently report (23 columns, ≤5k rows each) {full_s * 1000:8.1f} ms")
 
 
@@ -190,11 +191,11 @@ def kafka_throughput(events: int) -> None:
                 producer.poll(0)
         # one event a day later closes the last day
         last = labels_json(
-            model, vendor.centroids[:1], start=events + 86_400 // step + 1, step_s=step
+            model, vendor.centroids[:1], start=int(events + 86_400 // step + 1), step_s=step
         )
         producer.produce(settings.topics.labels, last[0])
         producer.flush(60)
-        ms = MonitorSettings(  # type: ignore[call-arg]
+        ms = MonitorSettings(
             _env_file=None,
             window="1d",
             reports="never",

@@ -28,13 +28,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from stream_throughput import (  # noqa: E402
-    _free_port,
     _wait_line,
     measure,
     payloads,
 )
 
 from infra.stack.cluster import ADMIN, Cluster  # noqa: E402
+from infra.stack.process import free_port  # noqa: E402
 from personas import db  # noqa: E402
 from personas.kafka import admin_config, create_topics, topic_specs  # noqa: E402
 from personas.settings import Settings, TopicNames, settings_env  # noqa: E402
@@ -59,7 +59,7 @@ def _start_worker(settings: Settings, extra_env: dict[str, str], state: Path, ba
             str(Path(sys.executable).with_name("persona")),
             "stream",
             "--web-port",
-            str(_free_port()),
+            str(free_port()),
             "--batch-size",
             str(batch),
         ],
@@ -150,7 +150,7 @@ def main() -> None:
                 settings,
                 settings.topics.responses,
                 settings.topics.dlq,
-                lambda s=settings, e=extra: _start_bare_loop(s, e, args.batch),  # type: ignore[misc]
+                lambda s=settings, e=extra: _start_bare_loop(s, e, args.batch),
                 messages,
                 args.rate,
                 args.seconds,
@@ -164,7 +164,7 @@ def main() -> None:
                 settings,
                 settings.topics.responses,
                 settings.topics.labels,
-                lambda s=settings, e=extra, n=name: _start_worker(s, e, state / n, args.batch),  # type: ignore[misc]
+                lambda s=settings, e=extra, n=name: _start_worker(s, e, state / n, args.batch),
                 messages,
                 args.rate,
                 args.seconds,

@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="Labelled rows in the range.")
     args = parser.parse_args()
     settings = scratch_settings()
-    ts = TrainerSettings(_env_file=None)  # type: ignore[call-arg]
+    ts = TrainerSettings(_env_file=None)
     ensure_topics(settings, topic_specs(settings))
     db.apply_migrations(settings)
     vendor = CentroidModel.from_catalogue(load_vendor_catalogue())

@@ -150,11 +150,21 @@ def consume(
                 timestamp_ms=stamp if kind else None,
                 key=key.decode("utf-8", errors="replace") if key is not None else None,
                 value=msg.value(),
-                headers=msg.headers(),
+                headers=_header_list(msg.headers()),
                 raw_key=key,
             )
     finally:
         consumer.close()
+
+
+def _header_list(
+    headers: list[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None,
+) -> list[tuple[str, bytes | None]] | None:
+    """A consumed message's headers as (name, bytes) pairs (the client's type also allows str)."""
+    if headers is None:
+        return None
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
 def _iso(ms: int | None) -> str:

@@ -85,8 +85,9 @@ class LiveView:
         try:
             while not self._stop.is_set():
                 for msg in consumer.consume(1000, timeout=0.5):
-                    if msg.error() is None:
-                        self._handle(msg.topic(), msg.value())
+                    name, value = msg.topic(), msg.value()
+                    if msg.error() is None and name is not None and value is not None:
+                        self._handle(name, value)
                 if time.monotonic() - last_progress > self.progress_every:
                     last_progress = time.monotonic()
                     self._progress()
