@@ -18,6 +18,7 @@ WORKDIR /src
 COPY constraints.txt pyproject.toml README.md ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
  && pip install --constraint constraints.txt --requirement /tmp/requirements.txt
+COPY persona_cli ./persona_cli
 COPY personas ./personas
 COPY producer ./producer
 COPY stream_app ./stream_app

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from personas.cli import build_app
+from persona_cli import build_app
 from personas.schemas import DriftReport, DriftTest, TrainerAlert
 from personas.settings import Settings
 

@@ -8,9 +8,9 @@ import numpy as np
 from trainer_helpers import FEB, blobs, command, insert_labels, read_all
 from typer.testing import CliRunner
 
+from persona_cli import build_app
 from personas import db, registry
 from personas.catalogue import Catalogue
-from personas.cli import build_app
 from personas.model import CentroidModel
 from personas.settings import Settings
 from stream_app.swap import check_candidate

@@ -11,9 +11,9 @@ import pytest
 from trainer_helpers import read_all
 from typer.testing import CliRunner
 
+from persona_cli import build_app
 from personas import registry
 from personas.catalogue import FEATURES, Catalogue
-from personas.cli import build_app
 from personas.model import DEFAULT_OUTLIER_DISTANCE
 from personas.settings import Settings
 from trainer.bootstrap import bootstrap

@@ -7,8 +7,8 @@ from datetime import timedelta
 from trainer_helpers import FEB, blobs, insert_labels, read_all
 from typer.testing import CliRunner
 
+from persona_cli import build_app
 from personas.catalogue import Catalogue
-from personas.cli import build_app
 from personas.model import CentroidModel
 from personas.schemas import RetrainCommand
 from personas.settings import Settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import typer
 import yaml
 from pydantic_settings import BaseSettings
 
-from personas.cli import build_app
+from persona_cli import build_app
 from personas.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -222,7 +223,13 @@ def test_dockerfile_is_pinned_and_installs_every_package():
     assert re.fullmatch(r"python:3\.11\.\d+-slim-\w+", base), base
     assert 'ENTRYPOINT ["persona"]' in dockerfile
     assert "--constraint constraints.txt" in dockerfile
-    for package in ("personas", "producer", "stream_app", "monitor", "trainer", "serving", "infra"):
+    # every package the wheel ships (pyproject's list), so a new top-level package is not missed
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"
+    ]["find"]["include"]
+    packages = [pattern.rstrip("*") for pattern in include]
+    assert "persona_cli" in packages
+    for package in packages:
         assert f"COPY {package} ./{package}" in dockerfile, package
     assert re.search(r"^USER\s+persona", dockerfile, flags=re.MULTILINE)
     ignored = (ROOT / ".dockerignore").read_text().split()

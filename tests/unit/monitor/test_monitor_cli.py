@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.settings import MonitorSettings, parse_duration
-from personas.cli import build_app
+from persona_cli import build_app
 from personas.errors import ConfigError
 
 

@@ -30,7 +30,7 @@ def bounds() -> tuple[str | None, ...]:
 
 
 def test_a_service_replaces_the_cli_defaults() -> None:
-    registry.bound_http_client(timeout_s=15, retries=2)  # personas.cli.main
+    registry.bound_http_client(timeout_s=15, retries=2)  # persona_cli.main
     assert bounds() == ("15", "2", "1")
     registry.bound_http_client(timeout_s=10, retries=1)  # the stream worker
     assert bounds() == ("10", "1", "1")

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from persona_cli import build_app
 from personas.catalogue import FEATURES
-from personas.cli import build_app
 from personas.dead_letters import encode_headers
 from personas.errors import ConfigError
 from personas.schemas import (

@@ -7,7 +7,7 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
-from personas.cli import build_app
+from persona_cli import build_app
 from personas.errors import ConfigError
 from serving.server import PersonaServer, check_port_free
 from serving.settings import ServeSettings

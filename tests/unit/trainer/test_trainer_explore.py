@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from persona_cli import build_app
 from personas.catalogue import FEATURES, Catalogue
-from personas.cli import build_app
 from personas.errors import ConfigError
 from trainer.explore import KScore, elbow, explore, recommend
 

@@ -1,5 +1,7 @@
 """The `persona` command: the one composition root that wires the services together.
 
+It sits above every package (``personas/`` is the shared library and depends on no service; the
+services depend on ``personas/`` and never on each other; only this package knows them all).
 Each service exposes ``register(app)`` in its ``cli.py`` and adds its own commands; nothing is
 imported from a service until the CLI is built, and heavy libraries load only inside commands.
 Every PersonaError becomes one readable line on stderr and its exit code, never a traceback.
