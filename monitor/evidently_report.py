@@ -5,7 +5,7 @@ and, by default, the persona frame: the residual of each feature to the assigned
 (``r_x1`` … ``r_x10``), the distance to it and the persona. The per-column results go into the
 DriftReport as informational tests (``evidently:<column>``); Evidently's dataset-drift test
 (``evidently:dataset_drift``, ≥ 50 % of columns drifted) counts in the verdict only when configured:
-on raw features it is weak and badly calibrated (FIELD_NOTES). Evidently is imported here, lazily
+on raw features it is weak and badly calibrated (docs/facts.md "Drift detection power"). Evidently is imported here, lazily
 (≈5 s), and only by the monitor. A report costs 0.5–2 s and ≈4 MB of HTML, so the service makes one
 only for the windows the ``reports`` setting asks for.
 """

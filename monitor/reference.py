@@ -1,8 +1,8 @@
 """The reference a window is judged against: the current champion and its own reference sample.
 
-The registry is the source of truth: at every window close the champion version is looked up (≈8 ms,
-FIELD_NOTES) and, when it moved (a hot swap), the new model and its ``reference.parquet`` are loaded
-and labelled once. A version that cannot be loaded never replaces a working reference. Tests inject
+The registry is the source of truth: at every window close the champion version is looked up
+(≈8 ms, docs/facts.md "MLflow 3.17") and, when it moved (a hot swap), the new model and its
+``reference.parquet`` are loaded and labelled once. A version that cannot be loaded never replaces a working reference. Tests inject
 a fixed reference with ``StaticReference``.
 """
 

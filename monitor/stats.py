@@ -1,4 +1,4 @@
-"""The calibrated drift tests, in the persona frame (FIELD_NOTES "Drift detection power").
+"""The calibrated drift tests, in the persona frame (docs/facts.md "Drift detection power").
 
 Raw x1..x10 are three-humped mixtures: per-column tests on them are weak and badly calibrated. After
 labelling with the champion, every event has an assigned centroid, a residual ``x − c`` and a

@@ -164,7 +164,7 @@ def produce_waiting(
     right answer is to poll (which runs delivery callbacks and frees room) and try again. Every
     producer of the project goes through here for that. Hot loops (the stream's label output, the
     publisher) call ``producer.produce`` themselves and come here only on BufferError: a Python
-    call per message costs about a quarter of ``produce`` itself (docs/benchmarks.md).
+    call per message costs a quarter or more of ``produce`` itself (docs/facts.md "Per-call costs").
     ``KafkaException`` (a message refused locally, e.g. too large) is the caller's to handle.
     """
     while True:

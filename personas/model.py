@@ -1,7 +1,7 @@
 """Nearest-centroid persona model: the one labelling rule, shared by stream, REST and trainer.
 
 Labels a batch with the ``‖x‖² − 2·x·cᵀ + ‖c‖²`` form (one matrix product) because per-record Python
-is ~100× slower (FIELD_NOTES: ~17M records/s batched vs ~175k/s per record). The model travels as a
+is ~100× slower (docs/facts.md "Labelling cost": ~17M records/s batched vs ~175k/s per record). The model travels as a
 small JSON document (``to_dict``/``from_dict``) so any worker can load and validate it cheaply.
 """
 

@@ -3,7 +3,7 @@
 A factory rather than a module-level app: settings are built in the CLI, never at import time, and
 tests run several apps with their own ids. Faust keeps its data dir under the stream state dir,
 never in the working directory. ``processing_guarantee`` stays at-least-once on purpose: outputs
-are made idempotent instead (faust's exactly_once has open bugs, FIELD_NOTES).
+are made idempotent instead (faust's exactly_once has open bugs, docs/facts.md "Faust").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """PostgreSQL sink: each batch of label rows in one transaction, idempotent by ``event_id``.
 
-Rows go by ``COPY … (FORMAT BINARY)`` into a temporary table (≈210k rows/s, FIELD_NOTES) and from
+Rows go by ``COPY … (FORMAT BINARY)`` into a temporary table (≈210k rows/s, docs/facts.md "PostgreSQL bulk load") and from
 there by one ``INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING``: a re-delivered event (after a
 crash, a rebalance, a retried batch) finds its row and adds nothing. While PostgreSQL is down or
 failing the sink retries with exponential backoff and says what it is waiting for; the batch stays

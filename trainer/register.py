@@ -7,7 +7,7 @@ model ``model`` (an sklearn KMeans holding the centroids: ``predict`` returns th
 i.e. the row of ``persona_ids`` in persona_model.json and in the version tag ``persona_ids``).
 
 Calls are kept few: one ``log_batch`` for params and metrics, one upload per artifact, and
-``log_model`` with explicit ``pip_requirements`` (inferring them costs 6–10 s, FIELD_NOTES).
+``log_model`` with explicit ``pip_requirements`` (inferring them costs 6–10 s, docs/facts.md "MLflow 3.17").
 ``persona_model.json`` is logged twice: once *before* ``create_model_version`` with ``version`` =
 null, so a registered version never lacks its document (a trainer stopped between the two calls
 leaves a version the resumed command can finish), and once after, with the version number, which
