@@ -35,7 +35,7 @@ for i in "${!pids[@]}"; do
 done
 [ "$failed" = 0 ] || exit 1
 t0=$(date +%s)
-"$BIN/pytest" tests -q -p no:cacheprovider "$@"
+"$BIN/pytest" tests -q -p no:cacheprovider --durations=30 "$@"
 rc=$?
 echo "== test suite took $(( $(date +%s) - t0 )) s"
 exit $rc
