@@ -145,7 +145,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeRegistry:
 
 @pytest.fixture
 def ts() -> TrainerSettings:
-    return TrainerSettings(_env_file=None, reference_rows=100)  # type: ignore[call-arg]
+    return TrainerSettings(_env_file=None, reference_rows=100)
 
 
 def _job(ts: TrainerSettings, command_id: uuid.UUID | None) -> Job:
