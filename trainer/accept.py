@@ -6,16 +6,20 @@ statistical one. This is the other half of that decision, ``persona train accept
 --name "…"``: the champion's personas keep their ids and names, each candidate becomes a new
 persona (next free id, the given name), the range of the held command is fitted again from the
 champion's centroids plus the candidates' (so nobody is renamed), the usual quality gate applies,
-and the version is registered and promoted like any retrain. The new ids are written into the
-model's ``approved_new_personas`` metadata: the stream workers, which refuse persona ids they have
-never seen (a broken model must not relabel customers), accept exactly these.
+and the version is published like any retrain (trainer/publish.py). The new ids are written into
+the model's ``approved_new_personas`` metadata: the stream workers, which refuse persona ids they
+have never seen (a broken model must not relabel customers), accept exactly these.
+
+An accept that stopped after registering its version (killed, MLflow or PostgreSQL gone) leaves
+the command held; accepting it again with the same names finishes that version
+(``publish.resume``) instead of registering a second one.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import logging
-from typing import Any
 from uuid import UUID
 
 import numpy as np
@@ -25,11 +29,12 @@ from personas.errors import ConfigError
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
 from personas.settings import Settings
-from trainer import ledger, register
-from trainer.data import features_of, load_range, reference_frame
+from trainer import ledger, publish, register
+from trainer.data import features_of, load_range
 from trainer.events import Publisher
-from trainer.fitting import empirical_quantile_distance, fit_kmeans, outlier_distance
+from trainer.fitting import fit_kmeans
 from trainer.identity import match_centroids, match_threshold
+from trainer.job import Job, open_job
 from trainer.retrain import Outcome, judge_refit
 from trainer.settings import TrainerSettings
 
@@ -55,15 +60,8 @@ def accept_candidates(
     accepted_by: str | None = None,
 ) -> Outcome:
     """Promote the held command's range refitted with its candidates as new, named personas."""
-    ts = trainer_settings or TrainerSettings()
-    own_publisher = publisher is None
-    pub = publisher or Publisher(settings)
-    try:
-        with ledger.training_lock(settings):
-            return _accept(settings, ts, command_id, names, pub, accepted_by or _who())
-    finally:
-        if own_publisher:
-            pub.close()
+    with open_job(settings, trainer_settings, publisher=publisher, command_id=command_id) as job:
+        return _accept(job, names, accepted_by or _who())
 
 
 def _who() -> str:
@@ -73,25 +71,20 @@ def _who() -> str:
         return "unknown"
 
 
-def _accept(
-    settings: Settings,
-    ts: TrainerSettings,
-    command_id: UUID,
-    names: list[str],
-    pub: Publisher,
-    accepted_by: str,
-) -> Outcome:
+def _accept(job: Job, names: list[str], accepted_by: str) -> Outcome:
+    settings, ts, command_id = job.settings, job.ts, job.command_id
+    assert command_id is not None
     held = ledger.command_record(settings, command_id)
     if held is None:
         raise CannotAccept(
             f"no retrain command {command_id} for model {settings.model_name} "
             "(`persona train status` lists them)"
         )
-    if held["status"] != "candidate_persona" or not held["run_id"]:
+    if held.status != "candidate_persona" or not held.run_id:
         raise CannotAccept(
-            f"command {command_id} is '{held['status']}', not held for a candidate persona"
+            f"command {command_id} is '{held.status}', not held for a candidate persona"
         )
-    candidates = register.run_document(settings, held["run_id"], "candidates.json")["candidates"]
+    candidates = register.run_document(settings, held.run_id, "candidates.json")["candidates"]
     names = [n.strip() for n in names]
     if len(names) != len(candidates) or not all(names):
         raise CannotAccept(
@@ -99,7 +92,10 @@ def _accept(
             f"(got {len(names)})"
         )
     current = champion_version(settings)
-    tags = register.run_tags(settings, held["run_id"])
+    interrupted = publish.registered_by(job, "accepted")
+    if interrupted is not None:
+        return _resume(job, interrupted, names, accepted_by, current)
+    tags = register.run_tags(settings, held.run_id)
     if current is None or str(current) != tags.get("champion_version"):
         raise CannotAccept(
             f"the champion is version {current} now, the candidates were found against version "
@@ -114,7 +110,7 @@ def _accept(
     new_ids = list(range(first_id, first_id + len(candidates)))
 
     frame = load_range(
-        settings, held["range_start"], held["range_end"], max_rows=ts.max_train_rows, seed=ts.seed
+        settings, held.range_start, held.range_end, max_rows=ts.max_train_rows, seed=ts.seed
     )
     x = features_of(frame)
     # Start from the champion's centroids plus the candidates'. A candidate of the k-fit is the
@@ -133,94 +129,92 @@ def _accept(
     if not gate.passed:
         raise CannotAccept(f"the model with the new persona(s) fails the gate: {gate.reason}")
 
-    persona_ids = (*champion.persona_ids, *new_ids)
-    persona_names = (*champion.persona_names, *names)
-    range_start, range_end = held["range_start"], held["range_end"]
-    model = CentroidModel(
-        centroids=centroids,
-        persona_ids=persona_ids,
-        persona_names=persona_names,
-        outlier_distance=outlier_distance(x, centroids, labels, ts.outlier_quantile),
-        feature_names=champion.feature_names,
-        metadata={
-            "source": "accepted",
-            "command_id": str(command_id),
-            "range_start": range_start.isoformat(),
-            "range_end": range_end.isoformat(),
-            "parent_version": champion.version,
-            APPROVED_KEY: new_ids,
-            "accepted_by": accepted_by,
-            "outlier_rule": f"robust chi-square, q={ts.outlier_quantile}",
-        },
-    )
-    metrics: dict[str, float] = {**gate.metrics, "outlier_distance": model.outlier_distance}
-    metrics["outlier_distance_empirical"] = empirical_quantile_distance(
-        x, centroids, labels, ts.outlier_quantile
-    )
-    for i, pid in enumerate(persona_ids):
-        metrics[f"cluster_size_{pid}"] = float(np.sum(labels == i))
     new_personas = {str(pid): name for pid, name in zip(new_ids, names, strict=True)}
-    params: dict[str, Any] = {
-        "command_id": str(command_id),
-        "range_start": range_start.isoformat(),
-        "range_end": range_end.isoformat(),
-        "champion_version": champion.version,
-        "k": k,
-        "held_run_id": held["run_id"],
-        "accepted_by": accepted_by,
-        "seed": ts.seed,
-    }
-    logged = register.log_run(
-        settings,
-        experiment=ts.experiment,
+    reason = f"accepted by {accepted_by}: {_described(new_personas)}"
+    fitted = publish.Fitted(
+        source="accepted",
+        personas=CentroidModel(
+            centroids=centroids,
+            persona_ids=(*champion.persona_ids, *new_ids),
+            persona_names=(*champion.persona_names, *names),
+            feature_names=champion.feature_names,
+        ),
+        frame=frame,
+        labels=labels,
         run_name=f"accept-{str(command_id)[:8]}",
-        params=params,
-        metrics=metrics,
-        tags={
+        params={
             "command_id": str(command_id),
-            "champion_version": str(champion.version),
-            "decision": "promoted",
-            register.SOURCE_TAG: "accepted",
+            "range_start": held.range_start.isoformat(),
+            "range_end": held.range_end.isoformat(),
+            "champion_version": champion.version,
+            "k": k,
+            "held_run_id": held.run_id,
+            "accepted_by": accepted_by,
+            "seed": ts.seed,
         },
+        metadata={"source": "accepted", APPROVED_KEY: new_ids, "accepted_by": accepted_by},
+        metrics=dict(gate.metrics),
+        version_tags={APPROVED_KEY: ",".join(map(str, new_ids))},
         documents={
             "new_personas.json": new_personas,
             "candidates.json": {"candidates": candidates},
         },
-        reference=reference_frame(frame, model, max_rows=ts.reference_rows, seed=ts.seed),
-        centroids=model.centroids,
+        lineage=publish.Lineage(held.range_start, held.range_end, champion.version),
     )
-    registered = register.register_run(
-        settings,
-        logged,
-        model,
-        {
-            register.SOURCE_TAG: "accepted",
-            "command_id": str(command_id),
-            "range_start": range_start.isoformat(),
-            "range_end": range_end.isoformat(),
-            "parent_version": str(champion.version),
-            APPROVED_KEY: ",".join(map(str, new_ids)),
-        },
-    )
-    register.promote(settings, registered, pub)
-    described = ", ".join(f"{pid} '{name}'" for pid, name in new_personas.items())
-    reason = f"accepted by {accepted_by}: new persona(s) {described}"
-    ledger.finish(
-        settings,
-        command_id,
-        "promoted",
-        reason,
-        version=registered.version,
-        run_id=logged.run_id,
-    )
-    log.info("command %s: promoted version %d (%s)", command_id, registered.version, reason)
+    done = publish.publish(job, fitted, reason)
     return Outcome(
         status="promoted",
         command_id=command_id,
         reason=reason,
-        champion_version=registered.version,
-        version=registered.version,
-        run_id=logged.run_id,
+        champion_version=done.version,
+        version=done.version,
+        run_id=done.run_id,
+        details={"new_personas": new_personas},
+    )
+
+
+def _described(new_personas: dict[str, str]) -> str:
+    return "new persona(s) " + ", ".join(f"{pid} '{name}'" for pid, name in new_personas.items())
+
+
+def _resume(
+    job: Job,
+    interrupted: register.VersionInfo,
+    names: list[str],
+    accepted_by: str,
+    current: int | None,
+) -> Outcome:
+    """An earlier accept of this command registered ``interrupted`` and stopped before the
+    ledger knew. Finish that version — the person's decision, made once — instead of fitting
+    and registering a second one; but only with the names it was registered with."""
+    assert job.command_id is not None
+    version = interrupted.version
+    new_ids = [int(i) for i in interrupted.tags.get(APPROVED_KEY, "").split(",") if i]
+    registered_names = json.loads(interrupted.tags.get("persona_names", "[]"))[-len(new_ids) :]
+    if not new_ids or registered_names != names:
+        raise CannotAccept(
+            f"version {version} was registered by an interrupted accept of this command with the "
+            f"name(s) {registered_names}: accept it again with those names"
+        )
+    if publish.superseded(interrupted, current):
+        raise CannotAccept(
+            f"version {version} was registered by an interrupted accept of this command, but the "
+            f"champion has since moved from {interrupted.tags.get('parent_version')} to "
+            f"{current}: request a new retrain of the range instead"
+        )
+    new_personas = {str(pid): name for pid, name in zip(new_ids, names, strict=True)}
+    reason = (
+        f"accepted by {accepted_by}: {_described(new_personas)} (resumed after an interruption: "
+        f"version {version} was registered by this command)"
+    )
+    done = publish.resume(job, interrupted, reason)
+    return Outcome(
+        status="promoted",
+        command_id=job.command_id,
+        reason=reason,
+        champion_version=version,
+        version=version,
+        run_id=done.run_id,
         details={"new_personas": new_personas},
     )
 

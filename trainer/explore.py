@@ -182,9 +182,8 @@ def _log(
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
 
-    from personas.errors import ServiceUnavailable
     from personas.registry import client
-    from trainer.register import experiment_id
+    from trainer.register import experiment_id, unavailable
 
     mlflow_client = client(settings)
     exp = experiment_id(settings, ts.explore_experiment)
@@ -238,7 +237,5 @@ def _log(
             mlflow_client.log_artifact(pid, str(table))
         mlflow_client.set_terminated(pid)
     except (MlflowException, OSError) as exc:
-        raise ServiceUnavailable(
-            "MLflow", settings.tracking_uri, str(exc).splitlines()[0]
-        ) from None
+        raise unavailable(settings, exc) from None
     return str(pid)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,11 +25,11 @@ from personas.settings import Settings
 
 __all__ = [
     "TRAINED",
+    "CommandRecord",
     "command_record",
     "finish",
     "previous_training",
     "record_received",
-    "status_of",
     "training_lock",
 ]
 
@@ -53,27 +55,34 @@ def record_received(settings: Settings, cmd: RetrainCommand) -> None:
         )
 
 
-def status_of(settings: Settings, cmd: RetrainCommand) -> tuple[str, int | None] | None:
-    """(status, version) of this command id, None if never seen."""
-    with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT status, version FROM trainer_commands WHERE command_id = %s",
-            (cmd.command_id,),
-        ).fetchone()
-    return None if row is None else (str(row[0]), row[1])
+@dataclass(frozen=True)
+class CommandRecord:
+    """One command's row: its status and what it decided (version, run) for which range."""
+
+    model_name: str
+    status: str
+    version: int | None
+    run_id: str | None
+    range_start: datetime
+    range_end: datetime
 
 
-def command_record(settings: Settings, command_id: UUID) -> dict[str, Any] | None:
-    """Status, run and range of one command of this model; None if never received."""
+def command_record(
+    settings: Settings, command_id: UUID, *, any_model: bool = False
+) -> CommandRecord | None:
+    """The command's row for this model (or, ``any_model``, whichever model received it: a
+    command id is recorded once, so the dedup looks across models); None if never received."""
+    query = (
+        "SELECT model_name, status, version, run_id, range_start, range_end FROM trainer_commands"
+        " WHERE command_id = %s"
+    )
+    args: tuple[Any, ...] = (command_id,)
+    if not any_model:
+        query += " AND model_name = %s"
+        args = (command_id, settings.model_name)
     with db.connect(settings, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT status, run_id, range_start, range_end FROM trainer_commands"
-            " WHERE command_id = %s AND model_name = %s",
-            (command_id, settings.model_name),
-        ).fetchone()
-    if row is None:
-        return None
-    return dict(zip(("status", "run_id", "range_start", "range_end"), row, strict=True))
+        row = conn.execute(query, args).fetchone()
+    return None if row is None else CommandRecord(*row)
 
 
 def previous_training(settings: Settings, cmd: RetrainCommand) -> dict[str, Any] | None:

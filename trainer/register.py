@@ -1,5 +1,8 @@
 """MLflow side of the trainer: log a run, register a version, move the champion alias.
 
+These are the registry's steps one by one; the order in which a model goes through them (and how
+an interrupted job resumes) is trainer/publish.py, the one path bootstrap, retrain and accept use.
+
 The registry contract (personas/registry.py) for every version of ``settings.model_name``:
 the run logged ``persona_model.json`` (CentroidModel.to_dict, ``version`` = the registry version),
 ``reference.parquet`` (the training sample, x1..x10, persona_id, distance) and a standard MLflow
@@ -48,23 +51,24 @@ __all__ = [
     "SOURCE_TAG",
     "LoggedRun",
     "Registered",
+    "VersionInfo",
     "announce",
     "experiment_id",
     "log_run",
     "mlflow_for",
     "promote",
     "register_run",
-    "registered_version",
     "run_document",
     "run_tags",
+    "unavailable",
     "version_info",
-    "versions_with_tag",
+    "versions_with_tags",
     "write_model_document",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Version tag saying where a version came from: "bootstrap" or "retrain".
+#: Version (and run) tag saying where a version came from: "bootstrap", "retrain" or "accepted".
 SOURCE_TAG = "persona_source"
 
 
@@ -72,6 +76,20 @@ SOURCE_TAG = "persona_source"
 class Registered:
     version: int
     run_id: str
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """A registered version as the registry describes it: its run, tags and registration time."""
+
+    version: int
+    run_id: str
+    tags: dict[str, str]
+    created: datetime
+
+    @property
+    def registered(self) -> Registered:
+        return Registered(version=self.version, run_id=self.run_id)
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,8 @@ def mlflow_for(settings: Settings) -> Any:
     return mlflow
 
 
-def _unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
+def unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
+    """MLflow did not answer (or refused): an outage the trainer retries, never a failed command."""
     return ServiceUnavailable("MLflow", settings.tracking_uri, str(exc).splitlines()[0][:200])
 
 
@@ -110,7 +129,7 @@ def experiment_id(settings: Settings, name: str) -> str:
                 raise
             return str(found.experiment_id)
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
 
 
 def _sklearn_model(centroids: np.ndarray) -> Any:
@@ -191,7 +210,7 @@ def log_run(
         else:
             mlflow_client.set_terminated(run_id)
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
     return LoggedRun(run_id=str(run_id), model_id=model_id)
 
 
@@ -243,7 +262,7 @@ def register_run(
         )
         version = int(mv.version)
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
     registered = Registered(version=version, run_id=run_id)
     write_model_document(settings, registered, model)
     log.info("registered %s version %d (run %s)", settings.model_name, version, run_id)
@@ -259,11 +278,14 @@ def write_model_document(settings: Settings, registered: Registered, model: Cent
     try:
         client(settings).log_dict(registered.run_id, document, MODEL_ARTIFACT)
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
 
 
 def promote(
-    settings: Settings, registered: Registered, publisher: Publisher
+    settings: Settings,
+    registered: Registered,
+    publisher: Publisher,
+    now: datetime | None = None,
 ) -> ModelUpdated | None:
     """Point the champion alias at ``registered`` and publish ModelUpdated — only if it moved."""
     from mlflow.exceptions import MlflowException
@@ -276,8 +298,8 @@ def promote(
             settings.model_name, settings.champion_alias, str(registered.version)
         )
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
-    event = announce(settings, registered, previous, publisher)
+        raise unavailable(settings, exc) from None
+    event = announce(settings, registered, previous, publisher, now)
     log.info(
         "%s@%s: %s -> %d",
         settings.model_name,
@@ -289,7 +311,11 @@ def promote(
 
 
 def announce(
-    settings: Settings, registered: Registered, previous: int | None, publisher: Publisher
+    settings: Settings,
+    registered: Registered,
+    previous: int | None,
+    publisher: Publisher,
+    now: datetime | None = None,
 ) -> ModelUpdated:
     """Publish ModelUpdated for a champion that has moved. Consumers compare versions, so saying
     it twice (a resumed command cannot know whether the first attempt got this far) is harmless."""
@@ -299,14 +325,14 @@ def announce(
         alias=settings.champion_alias,
         run_id=registered.run_id,
         previous_version=previous,
-        updated_at=utc_now(),
+        updated_at=now or utc_now(),
     )
     publisher.publish(settings.topics.model_updates, settings.model_name, event)
     return event
 
 
-def versions_with_tag(settings: Settings, key: str, value: str) -> list[int]:
-    """Registered versions of the model whose tag ``key`` equals ``value`` (ascending)."""
+def versions_with_tags(settings: Settings, tags: dict[str, str]) -> list[int]:
+    """Registered versions of the model carrying every one of ``tags`` (ascending)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -314,10 +340,14 @@ def versions_with_tag(settings: Settings, key: str, value: str) -> list[int]:
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return []
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
     except OSError as exc:
-        raise _unavailable(settings, exc) from None
-    return sorted(int(mv.version) for mv in found if mv.tags.get(key) == value)
+        raise unavailable(settings, exc) from None
+    return sorted(
+        int(mv.version)
+        for mv in found
+        if all(mv.tags.get(key) == value for key, value in tags.items())
+    )
 
 
 def run_document(settings: Settings, run_id: str, name: str) -> Any:
@@ -329,7 +359,7 @@ def run_document(settings: Settings, run_id: str, name: str) -> Any:
             path = client(settings).download_artifacts(run_id, name, tmp)
             return json.loads(Path(path).read_text())
     except (MlflowException, OSError, ValueError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
 
 
 def run_tags(settings: Settings, run_id: str) -> dict[str, str]:
@@ -338,27 +368,20 @@ def run_tags(settings: Settings, run_id: str) -> dict[str, str]:
     try:
         return dict(client(settings).get_run(run_id).data.tags)
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise unavailable(settings, exc) from None
 
 
-def registered_version(settings: Settings, version: int) -> Registered:
-    """The version and the run that logged it (what ``promote`` needs)."""
+def version_info(settings: Settings, version: int) -> VersionInfo:
+    """One registered version: its run (what ``promote`` needs), tags and registration time."""
     from mlflow.exceptions import MlflowException
 
     try:
         mv = client(settings).get_model_version(settings.model_name, str(version))
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
-    return Registered(version=version, run_id=str(mv.run_id))
-
-
-def version_info(settings: Settings, version: int) -> tuple[dict[str, str], datetime]:
-    """(tags, registration time) of a registered version."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = client(settings).get_model_version(settings.model_name, str(version))
-    except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
-    created = datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, tz=UTC)
-    return dict(mv.tags), created
+        raise unavailable(settings, exc) from None
+    return VersionInfo(
+        version=version,
+        run_id=str(mv.run_id),
+        tags=dict(mv.tags),
+        created=datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, tz=UTC),
+    )

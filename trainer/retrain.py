@@ -13,8 +13,12 @@ written to the ledger):
    the threshold, or a k+1 fit's extra cluster far from every persona, is a *candidate persona*:
    the champion stays and a person decides (TrainerAlert candidate_persona);
 5. gate — trainer/gate.py; failure keeps the champion (TrainerAlert gate_failed);
-6. promote — register the version (persona ids and names carried over, new outlier distance),
-   move the alias, publish ModelUpdated.
+6. promote — trainer/publish.py, the path every published model takes (new outlier distance,
+   run, version with the persona ids and names carried over, alias, ModelUpdated, ledger).
+
+A command that registered its version and then stopped is finished by ``publish.resume`` instead
+of being trained again. What is the retrain's own is the dedup and staleness rules, the fit, the
+identity matching and the gate; publishing is shared with bootstrap and accept.
 """
 
 from __future__ import annotations
@@ -30,17 +34,25 @@ import numpy as np
 from personas.errors import InvalidModel
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
-from personas.schemas import RetrainCommand, TrainerAlert, utc_now
+from personas.schemas import RetrainCommand
 from personas.settings import Settings
-from trainer import ledger, register
-from trainer.data import features_of, load_range, reference_frame
+from trainer import ledger, publish, register
+from trainer.data import features_of, load_range
 from trainer.events import Publisher
-from trainer.fitting import Fit, empirical_quantile_distance, fit_kmeans, outlier_distance
+from trainer.fitting import Fit, fit_kmeans
 from trainer.gate import GateResult, evaluate_gate, silhouette
 from trainer.identity import Matching, match_centroids, match_threshold
+from trainer.job import Job, open_job
 from trainer.settings import TrainerSettings
 
-__all__ = ["Outcome", "Status", "find_candidates", "handle_command", "judge_refit"]
+__all__ = [
+    "Outcome",
+    "Status",
+    "find_candidates",
+    "handle_command",
+    "judge_refit",
+    "record_failure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,143 +84,110 @@ def handle_command(
     Raises ServiceUnavailable when PostgreSQL, MLflow or Kafka do not answer: the caller should
     retry the same command later (it is not recorded as trained).
     """
-    ts = trainer_settings or TrainerSettings()
-    own_publisher = publisher is None
-    pub = publisher or Publisher(settings)
-    try:
-        with ledger.training_lock(settings):
-            return _handle(settings, ts, cmd, pub)
-    finally:
-        if own_publisher:
-            pub.close()
+    with open_job(
+        settings, trainer_settings, publisher=publisher, command_id=cmd.command_id
+    ) as job:
+        return _handle(job, cmd)
 
 
-def _handle(
-    settings: Settings, ts: TrainerSettings, cmd: RetrainCommand, pub: Publisher
-) -> Outcome:
+def _handle(job: Job, cmd: RetrainCommand) -> Outcome:
+    settings = job.settings
     ledger.record_received(settings, cmd)
     current = champion_version(settings)
-    seen = ledger.status_of(settings, cmd)
-    if seen is not None and seen[0] not in ("received", "failed"):
+    seen = ledger.command_record(settings, cmd.command_id, any_model=True)
+    if seen is not None and seen.status not in ("received", "failed"):
         # Redelivered (e.g. the offset commit was lost): keep its own record untouched.
-        reason = f"command already handled ({seen[0]})"
+        reason = f"command already handled ({seen.status})"
         log.info("command %s: duplicate — %s", cmd.command_id, reason)
-        return Outcome("duplicate", cmd.command_id, reason, current, version=seen[1])
+        return Outcome("duplicate", cmd.command_id, reason, current, version=seen.version)
     earlier = ledger.previous_training(settings, cmd)
     if earlier is not None:
         reason = f"range already trained by command {earlier['command_id']} ({earlier['status']})"
-        return _skip(settings, cmd, "duplicate", reason, current)
+        return _skip(job, "duplicate", reason, current)
     if current is None:
-        return _fail(settings, cmd, pub, "no champion yet: run `persona train bootstrap` first")
-    interrupted = register.versions_with_tag(settings, "command_id", str(cmd.command_id))
-    if interrupted:
-        return _resume(settings, cmd, pub, interrupted[-1], current)
+        return record_failure(job, "no champion yet: run `persona train bootstrap` first", None)
+    interrupted = publish.registered_by(job, "retrain")
+    if interrupted is not None:
+        return _resume(job, interrupted, current)
     try:
         champion = load_version(settings, current)
     except InvalidModel as exc:
-        return _fail(settings, cmd, pub, f"champion version {current} is unusable: {exc}")
-    tags, registered_at = register.version_info(settings, current)
-    champion_end = tags.get("range_end")
+        return record_failure(job, f"champion version {current} is unusable: {exc}", current)
+    info = register.version_info(settings, current)
+    champion_end = info.tags.get("range_end")
     if champion_end is not None and cmd.range_end <= datetime.fromisoformat(champion_end):
         reason = (
             f"range ends {cmd.range_end.isoformat()}, not after the champion's training range "
             f"(version {current}, ends {champion_end})"
         )
-        return _skip(settings, cmd, "stale", reason, current)
-    if tags.get(register.SOURCE_TAG) == "retrain" and cmd.requested_at < registered_at:
+        return _skip(job, "stale", reason, current)
+    if info.tags.get(register.SOURCE_TAG) == "retrain" and cmd.requested_at < info.created:
         # The drift it reports was measured against an older champion's reference; the monitor
         # judges the new champion afresh and asks again if the data still do not fit.
         reason = (
             f"requested {cmd.requested_at.isoformat()}, before the current champion "
-            f"(version {current}, registered {registered_at.isoformat()})"
+            f"(version {current}, registered {info.created.isoformat()})"
         )
-        return _skip(settings, cmd, "stale", reason, current)
-    return _train(settings, ts, cmd, pub, champion)
+        return _skip(job, "stale", reason, current)
+    return _train(job, cmd, champion)
 
 
-def _resume(
-    settings: Settings, cmd: RetrainCommand, pub: Publisher, version: int, current: int
-) -> Outcome:
-    """This command registered ``version``, then the trainer stopped before recording the outcome
+def _resume(job: Job, interrupted: register.VersionInfo, current: int) -> Outcome:
+    """This command registered a version, then the trainer stopped before recording the outcome
     (crash, kill, lost connection). Finish that job instead of training the range again, which
     would register a second version of the same data."""
-    tags, _ = register.version_info(settings, version)
-    parent = tags.get("parent_version")
-    if current != version and parent is not None and str(current) != parent:
+    version = interrupted.version
+    if publish.superseded(interrupted, current):
         reason = (
             f"version {version} was registered by this command before an interruption, but the "
-            f"champion has since moved from {parent} to {current}; leaving it"
+            f"champion has since moved from {interrupted.tags.get('parent_version')} to "
+            f"{current}; leaving it"
         )
-        return _skip(settings, cmd, "stale", reason, current)
-    registered = register.registered_version(settings, version)
-    try:
-        model = load_version(settings, version)
-    except InvalidModel as exc:
-        # Only a version registered before persona_model.json was logged ahead of registering
-        # can lack it; it cannot serve, and training again would register a second version.
-        return _fail(settings, cmd, pub, f"version {version}, registered by this command: {exc}")
-    # The interruption may have come before the document got its version number: finish it.
-    register.write_model_document(settings, registered, model)
-    if current == version:  # the alias moved; whether ModelUpdated went out is unknown: repeat it
-        register.announce(settings, registered, int(parent) if parent else None, pub)
-    else:
-        register.promote(settings, registered, pub)
+        return _skip(job, "stale", reason, current)
     reason = (
         f"resumed after an interruption: version {version} was registered by this command; "
         "promoted without training again"
     )
-    ledger.finish(
-        settings, cmd.command_id, "promoted", reason, version=version, run_id=registered.run_id
-    )
-    log.info("command %s: %s", cmd.command_id, reason)
+    try:
+        done = publish.resume(job, interrupted, reason)
+    except InvalidModel as exc:
+        # A version registered without its persona_model.json cannot serve, and training again
+        # would register a second version: a person must look.
+        return record_failure(job, f"version {version}, registered by this command: {exc}", current)
+    assert job.command_id is not None
     return Outcome(
         status="promoted",
-        command_id=cmd.command_id,
+        command_id=job.command_id,
         reason=reason,
         champion_version=version,
         version=version,
-        run_id=registered.run_id,
+        run_id=done.run_id,
     )
 
 
-def _skip(
-    settings: Settings, cmd: RetrainCommand, status: Status, reason: str, current: int | None
+def _skip(job: Job, status: Status, reason: str, current: int | None) -> Outcome:
+    assert job.command_id is not None
+    log.info("command %s: %s — %s", job.command_id, status, reason)
+    ledger.finish(job.settings, job.command_id, status, reason)
+    return Outcome(
+        status=status, command_id=job.command_id, reason=reason, champion_version=current
+    )
+
+
+def record_failure(
+    job: Job, reason: str, current: int | None, *, message: str | None = None
 ) -> Outcome:
-    log.info("command %s: %s — %s", cmd.command_id, status, reason)
-    ledger.finish(settings, cmd.command_id, status, reason)
+    """The command cannot be trained (no usable champion, bad data, an unexpected error): record
+    it ``failed`` and say so on drift-alerts, so a poison command never blocks the queue. An
+    outage is never recorded here (it is retried). ``message`` is the alert's text (default
+    ``reason``); ``current`` the champion the caller saw (None if unknown)."""
+    assert job.command_id is not None
+    log.error("command %s failed: %s", job.command_id, reason)
+    ledger.finish(job.settings, job.command_id, "failed", reason)
+    job.alert("retrain_failed", message or reason)
     return Outcome(
-        status=status, command_id=cmd.command_id, reason=reason, champion_version=current
+        status="failed", command_id=job.command_id, reason=reason, champion_version=current
     )
-
-
-def _fail(settings: Settings, cmd: RetrainCommand, pub: Publisher, reason: str) -> Outcome:
-    log.error("command %s failed: %s", cmd.command_id, reason)
-    _alert(settings, pub, cmd, "retrain_failed", reason, {})
-    ledger.finish(settings, cmd.command_id, "failed", reason)
-    return Outcome(
-        status="failed",
-        command_id=cmd.command_id,
-        reason=reason,
-        champion_version=champion_version(settings),
-    )
-
-
-def _alert(
-    settings: Settings,
-    pub: Publisher,
-    cmd: RetrainCommand,
-    kind: Literal["candidate_persona", "gate_failed", "retrain_failed"],
-    message: str,
-    details: dict[str, Any],
-) -> None:
-    alert = TrainerAlert(
-        kind=kind,
-        command_id=cmd.command_id,
-        message=message,
-        details={"model_name": settings.model_name, **details},
-        created_at=utc_now(),
-    )
-    pub.publish(settings.topics.alerts, f"trainer:{cmd.command_id}", alert)
 
 
 def find_candidates(
@@ -262,15 +241,10 @@ def find_candidates(
     return found
 
 
-def _train(
-    settings: Settings,
-    ts: TrainerSettings,
-    cmd: RetrainCommand,
-    pub: Publisher,
-    champion: CentroidModel,
-) -> Outcome:
+def _train(job: Job, cmd: RetrainCommand, champion: CentroidModel) -> Outcome:
+    ts = job.ts
     frame = load_range(
-        settings, cmd.range_start, cmd.range_end, max_rows=ts.max_train_rows, seed=ts.seed
+        job.settings, cmd.range_start, cmd.range_end, max_rows=ts.max_train_rows, seed=ts.seed
     )
     x = features_of(frame)
     k = champion.n_personas
@@ -295,7 +269,7 @@ def _train(
         # Too few rows to fit at all: the first gate check fails, the others cannot be evaluated.
         failure = f"only {len(x)} rows in the range, the gate needs {max(ts.min_samples, k + 1)}"
         gate = GateResult(False, (failure,), {"gate_n_samples": float(len(x))})
-        return _reject(settings, ts, cmd, pub, champion, gate, params, run_tags, {})
+        return _reject(job, cmd, champion, gate, params, run_tags, {})
 
     fit = fit_kmeans(x, champion.centroids if ts.init == "champion" else k, seed=ts.seed)
     threshold = match_threshold(champion.centroids, ts.match_fraction)
@@ -324,71 +298,43 @@ def _train(
         metrics[f"centroid_shift_{pid}"] = float(shifts[i])
         metrics[f"cluster_size_{pid}"] = float(np.sum(labels == i))
     if not gate.passed:
-        return _reject(settings, ts, cmd, pub, champion, gate, params, run_tags, metrics)
+        return _reject(job, cmd, champion, gate, params, run_tags, metrics)
     candidates = find_candidates(x, champion, fit, matching, ts)
     if candidates:
-        return _hold(settings, ts, cmd, pub, champion, candidates, params, run_tags, metrics)
+        return _hold(job, cmd, champion, candidates, params, run_tags, metrics)
 
-    threshold_out = outlier_distance(x, centroids, labels, ts.outlier_quantile)
-    metrics["outlier_distance"] = threshold_out
-    metrics["outlier_distance_empirical"] = empirical_quantile_distance(
-        x, centroids, labels, ts.outlier_quantile
-    )
-    model = CentroidModel(
-        centroids=centroids,
-        persona_ids=champion.persona_ids,
-        persona_names=champion.persona_names,
-        outlier_distance=threshold_out,
-        feature_names=champion.feature_names,
-        metadata={
-            "source": "retrain",
-            "command_id": str(cmd.command_id),
-            "range_start": cmd.range_start.isoformat(),
-            "range_end": cmd.range_end.isoformat(),
-            "parent_version": champion.version,
-            "outlier_rule": f"robust chi-square, q={ts.outlier_quantile}",
-        },
-    )
-    version_tags = {
-        register.SOURCE_TAG: "retrain",
-        "command_id": str(cmd.command_id),
-        "range_start": cmd.range_start.isoformat(),
-        "range_end": cmd.range_end.isoformat(),
-        "parent_version": str(champion.version),
-    }
-    logged = register.log_run(
-        settings,
-        experiment=ts.experiment,
-        run_name=f"retrain-{cmd.range_start:%Y%m%dT%H%M}-{cmd.range_end:%Y%m%dT%H%M}",
-        params=params,
-        metrics=metrics,
-        tags={**run_tags, "decision": "promoted", register.SOURCE_TAG: "retrain"},
-        documents={"centroid_shift.json": shift_doc, "gate.json": _gate_doc(gate)},
-        reference=reference_frame(frame, model, max_rows=ts.reference_rows, seed=ts.seed),
-        centroids=model.centroids,
-    )
-    registered = register.register_run(settings, logged, model, version_tags)
-    register.promote(settings, registered, pub)
     reason = "gate passed; " + ", ".join(
         f"{champion.persona_names[i]} moved {shifts[i]:.3f}" for i in range(k)
     )
-    ledger.finish(
-        settings,
-        cmd.command_id,
-        "promoted",
-        reason,
-        version=registered.version,
-        run_id=logged.run_id,
+    fitted = publish.Fitted(
+        source="retrain",
+        personas=CentroidModel(
+            centroids=centroids,
+            persona_ids=champion.persona_ids,
+            persona_names=champion.persona_names,
+            feature_names=champion.feature_names,
+        ),
+        frame=frame,
+        labels=labels,
+        run_name=f"retrain-{cmd.range_start:%Y%m%dT%H%M}-{cmd.range_end:%Y%m%dT%H%M}",
+        params=params,
+        metadata={"source": "retrain"},
+        metrics=metrics,
+        documents={"centroid_shift.json": shift_doc, "gate.json": _gate_doc(gate)},
+        lineage=publish.Lineage(cmd.range_start, cmd.range_end, champion.version),
     )
-    log.info("command %s: promoted version %d (%s)", cmd.command_id, registered.version, reason)
+    done = publish.publish(job, fitted, reason)
     return Outcome(
         status="promoted",
         command_id=cmd.command_id,
         reason=reason,
-        champion_version=registered.version,
-        version=registered.version,
-        run_id=logged.run_id,
-        details={"centroid_shift": {pid: d["shift"] for pid, d in shift_doc.items()}, **metrics},
+        champion_version=done.version,
+        version=done.version,
+        run_id=done.run_id,
+        details={
+            "centroid_shift": {pid: d["shift"] for pid, d in shift_doc.items()},
+            **done.metrics,
+        },
     )
 
 
@@ -429,10 +375,8 @@ def _gate_doc(gate: GateResult) -> dict[str, Any]:
 
 
 def _reject(
-    settings: Settings,
-    ts: TrainerSettings,
+    job: Job,
     cmd: RetrainCommand,
-    pub: Publisher,
     champion: CentroidModel,
     gate: GateResult,
     params: dict[str, Any],
@@ -440,8 +384,8 @@ def _reject(
     metrics: dict[str, float],
 ) -> Outcome:
     logged = register.log_run(
-        settings,
-        experiment=ts.experiment,
+        job.settings,
+        experiment=job.ts.experiment,
         run_name=f"retrain-rejected-{str(cmd.command_id)[:8]}",
         params=params,
         metrics={**gate.metrics, **metrics},
@@ -450,15 +394,12 @@ def _reject(
     )
     message = f"retrain on {cmd.range_start:%Y-%m-%d %H:%M}..{cmd.range_end:%Y-%m-%d %H:%M} "
     message += f"failed the quality gate, champion v{champion.version} stays: {gate.reason}"
-    _alert(
-        settings,
-        pub,
-        cmd,
+    job.alert(
         "gate_failed",
         message,
         {"failures": list(gate.failures), "run_id": logged.run_id, "metrics": gate.metrics},
     )
-    ledger.finish(settings, cmd.command_id, "gate_failed", gate.reason, run_id=logged.run_id)
+    ledger.finish(job.settings, cmd.command_id, "gate_failed", gate.reason, run_id=logged.run_id)
     log.warning("command %s: %s", cmd.command_id, message)
     return Outcome(
         status="gate_failed",
@@ -471,10 +412,8 @@ def _reject(
 
 
 def _hold(
-    settings: Settings,
-    ts: TrainerSettings,
+    job: Job,
     cmd: RetrainCommand,
-    pub: Publisher,
     champion: CentroidModel,
     candidates: list[dict[str, Any]],
     params: dict[str, Any],
@@ -486,23 +425,16 @@ def _hold(
         f"{candidates[0]['threshold']:.3f}; a person must decide (champion v{champion.version} stays)"
     )
     logged = register.log_run(
-        settings,
-        experiment=ts.experiment,
+        job.settings,
+        experiment=job.ts.experiment,
         run_name=f"retrain-candidate-{str(cmd.command_id)[:8]}",
         params=params,
         metrics={**metrics, "n_candidates": float(len(candidates))},
         tags={**run_tags, "decision": "candidate_persona", "gate_reason": reason},
         documents={"candidates.json": {"candidates": candidates}},
     )
-    _alert(
-        settings,
-        pub,
-        cmd,
-        "candidate_persona",
-        reason,
-        {"candidates": candidates, "run_id": logged.run_id},
-    )
-    ledger.finish(settings, cmd.command_id, "candidate_persona", reason, run_id=logged.run_id)
+    job.alert("candidate_persona", reason, {"candidates": candidates, "run_id": logged.run_id})
+    ledger.finish(job.settings, cmd.command_id, "candidate_persona", reason, run_id=logged.run_id)
     log.warning("command %s: %s", cmd.command_id, reason)
     return Outcome(
         status="candidate_persona",

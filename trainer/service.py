@@ -24,10 +24,11 @@ from pydantic import ValidationError
 from personas.doctor import require_kafka
 from personas.errors import ServiceUnavailable
 from personas.kafka import consumer_config
-from personas.schemas import RetrainCommand, TrainerAlert, utc_now
+from personas.schemas import RetrainCommand
 from personas.settings import Settings
 from trainer.events import Publisher
-from trainer.retrain import Outcome, handle_command
+from trainer.job import Job
+from trainer.retrain import Outcome, handle_command, record_failure
 from trainer.settings import TrainerSettings
 
 __all__ = ["is_transient", "run_trainer"]
@@ -139,11 +140,7 @@ def _handle_message(
         reason = f"unusable retrain command at offset {msg.offset()}: {exc.errors()[0]['msg']}"
         log.error(reason)
         try:
-            publisher.publish(
-                settings.topics.alerts,
-                "trainer:invalid-command",
-                TrainerAlert(kind="retrain_failed", message=reason, created_at=utc_now()),
-            )
+            Job(settings, ts, publisher).alert("retrain_failed", reason)
         except ServiceUnavailable:
             return None
         return True
@@ -154,29 +151,13 @@ def _handle_message(
             log.warning("command %s: %s; will retry", cmd.command_id, exc)
             return None
         log.exception("command %s failed", cmd.command_id)
-        return _record_failure(settings, publisher, cmd, exc)
-
-
-def _record_failure(
-    settings: Settings, publisher: Publisher, cmd: RetrainCommand, exc: Exception
-) -> Outcome | None:
-    from trainer import ledger
-
-    reason = f"{type(exc).__name__}: {exc}"[:1000]
-    try:
-        ledger.finish(settings, cmd.command_id, "failed", reason)
-        publisher.publish(
-            settings.topics.alerts,
-            f"trainer:{cmd.command_id}",
-            TrainerAlert(
-                kind="retrain_failed",
-                command_id=cmd.command_id,
-                message=f"retrain failed, champion unchanged: {reason}",
-                created_at=utc_now(),
-            ),
-        )
-    except Exception as again:
-        if is_transient(again):
-            return None
-        raise
-    return Outcome(status="failed", command_id=cmd.command_id, reason=reason, champion_version=None)
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        job = Job(settings, ts, publisher, cmd.command_id)
+        try:
+            return record_failure(
+                job, reason, None, message=f"retrain failed, champion unchanged: {reason}"
+            )
+        except Exception as again:
+            if is_transient(again):
+                return None
+            raise

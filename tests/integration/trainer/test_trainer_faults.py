@@ -119,7 +119,7 @@ class Case:
         return rows[0][0] if rows else None
 
     def versions(self, cmd: RetrainCommand) -> list[int]:
-        return register.versions_with_tag(self.s, "command_id", str(cmd.command_id))
+        return register.versions_with_tags(self.s, {"command_id": str(cmd.command_id)})
 
     def runs(self, cmd: RetrainCommand) -> int:
         mlflow_client = registry.client(self.s)

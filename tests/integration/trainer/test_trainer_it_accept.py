@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from trainer_helpers import FEB, blobs, command, insert_labels, read_all
 from typer.testing import CliRunner
 
@@ -14,6 +15,7 @@ from personas.catalogue import Catalogue
 from personas.model import CentroidModel
 from personas.settings import Settings
 from stream_app.swap import check_candidate
+from trainer.accept import CannotAccept, accept_candidates
 from trainer.bootstrap import bootstrap
 from trainer.retrain import handle_command
 from trainer.settings import TrainerSettings
@@ -79,3 +81,59 @@ def test_accepted_candidate_becomes_a_named_persona_the_stream_accepts(
 
     again = runner.invoke(build_app(), [*accept, "--name", "Frugal Fiona"], env=env)
     assert again.exit_code != 0 and "is 'promoted', not held" in str(again.exception)
+
+
+def test_an_accept_interrupted_after_registering_is_finished_not_fitted_again(
+    isolated_settings: Settings,
+    trainer_settings: TrainerSettings,
+    catalogue: Catalogue,
+    vendor_model: CentroidModel,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The accept dies after registering version 2, before the alias moved; accepting again
+    finishes version 2 (the old accept had no resume: it fitted again and registered version 3
+    beside an orphan)."""
+    from trainer import register
+
+    s, ts = isolated_settings, trainer_settings
+    bootstrap(s, trainer_settings=ts)
+    x, _ = blobs(catalogue.centroids, 300, 2.0, seed=25)
+    newcomer, _ = blobs(np.full((1, 10), 8.0), 120, 2.0, seed=26)
+    insert_labels(s, vendor_model, np.vstack([x, newcomer]), FEB, WEEK)
+    cmd = command(FEB, FEB + WEEK)
+    assert handle_command(s, cmd, trainer_settings=ts).status == "candidate_persona"
+
+    class Died(Exception):
+        pass
+
+    def die(*_a: object, **_k: object) -> None:
+        raise Died
+
+    monkeypatch.setattr(register, "promote", die)
+    with pytest.raises(Died):
+        accept_candidates(s, cmd.command_id, ["Frugal Fiona"], trainer_settings=ts)
+    monkeypatch.undo()
+
+    def versions() -> list[int]:
+        found = registry.client(s).search_model_versions(f"name = '{s.model_name}'")
+        return sorted(int(v.version) for v in found)
+
+    assert versions() == [1, 2] and registry.champion_version(s) == 1
+
+    with pytest.raises(CannotAccept, match=r"with the name\(s\) \['Frugal Fiona'\]"):
+        accept_candidates(s, cmd.command_id, ["Someone Else"], trainer_settings=ts)
+    outcome = accept_candidates(s, cmd.command_id, ["Frugal Fiona"], trainer_settings=ts)
+
+    assert (outcome.status, outcome.version) == ("promoted", 2), outcome.reason
+    assert "resumed after an interruption" in outcome.reason
+    assert versions() == [1, 2] and registry.champion_version(s) == 2
+    model = registry.load_champion(s)
+    assert model is not None and model.persona_names[-1] == "Frugal Fiona"
+    with db.connect(s, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT status, version FROM trainer_commands WHERE command_id = %s",
+            (cmd.command_id,),
+        ).fetchone()
+    assert row == ("promoted", 2)
+    updates = read_all(s, s.topics.model_updates)
+    assert [(u[1]["version"], u[1]["previous_version"]) for u in updates] == [(1, None), (2, 1)]

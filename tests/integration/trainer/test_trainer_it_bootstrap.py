@@ -120,3 +120,28 @@ def test_bootstrap_finishes_an_interrupted_first_run(
     assert registry.champion_version(s) == 1
     updates = [value for _, value in read_all(s, s.topics.model_updates)]
     assert [(u["version"], u["previous_version"]) for u in updates] == [(1, None), (1, None)]
+
+
+def test_bootstrap_resumed_gives_the_version_its_number_before_promoting(
+    isolated_settings: Settings, trainer_settings: TrainerSettings
+) -> None:
+    """A first run killed between creating version 1 and writing its number into
+    persona_model.json (the document still says null) and before the alias moved: the next run
+    completes the document, then promotes. Bootstrap's own resume copy promoted it as it was."""
+    s = isolated_settings
+    bootstrap(s, trainer_settings=trainer_settings)
+    mlflow_client = registry.client(s)
+    run_id = mlflow_client.get_model_version(s.model_name, "1").run_id
+    pending = registry.load_version(s, 1).to_dict()
+    pending["version"] = None
+    mlflow_client.log_dict(run_id, pending, registry.MODEL_ARTIFACT)
+    mlflow_client.delete_registered_model_alias(s.model_name, s.champion_alias)
+
+    again = bootstrap(s, trainer_settings=trainer_settings)
+
+    assert (again.version, again.created) == (1, False) and again.update is not None
+    document = json.loads(
+        Path(mlflow_client.download_artifacts(run_id, registry.MODEL_ARTIFACT)).read_text()
+    )
+    assert document["version"] == 1
+    assert registry.champion_version(s) == 1
