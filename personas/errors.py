@@ -8,6 +8,7 @@ __all__ = [
     "InvalidEvent",
     "InvalidModel",
     "PersonaError",
+    "ServiceRefused",
     "ServiceUnavailable",
     "StackError",
     "Stopping",
@@ -51,6 +52,14 @@ class ServiceUnavailable(PersonaError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class ServiceRefused(ServiceUnavailable):
+    """A service answered and refused the request in a way no retry changes (credentials,
+    permissions, a request it will never accept). Still a ServiceUnavailable for the CLI (same
+    line, same exit code) and for the long-running services, which keep reporting it until an
+    operator fixes it; a job that would otherwise retry it forever (the trainer's command) fails
+    instead, with the reason."""
 
 
 class Stopping(PersonaError):

@@ -13,13 +13,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from personas.errors import InvalidModel, ServiceUnavailable
+from personas.errors import InvalidModel, ServiceRefused, ServiceUnavailable
 from personas.model import CentroidModel
 from personas.settings import Settings
 
 __all__ = [
     "MODEL_ARTIFACT",
     "REFERENCE_ARTIFACT",
+    "REFUSALS",
     "bound_http_client",
     "champion_version",
     "client",
@@ -27,6 +28,7 @@ __all__ = [
     "load_champion",
     "load_reference",
     "load_version",
+    "mlflow_unavailable",
 ]
 
 MODEL_ARTIFACT = "persona_model.json"
@@ -87,8 +89,19 @@ def explain_mlflow_error(exc: BaseException) -> tuple[str, str]:
     return first, "is the tracking server up at PERSONA_MLFLOW_TRACKING_URI? (local: `make up`)"
 
 
-def _unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
+#: MLflow error codes that no retry changes: who we are, what we may do, a request it will never
+#: accept. (RESOURCE_DOES_NOT_EXIST is not one: MLflow reports a failed download with it.)
+REFUSALS = frozenset(
+    {"UNAUTHENTICATED", "PERMISSION_DENIED", "INVALID_PARAMETER_VALUE", "BAD_REQUEST"}
+)
+
+
+def mlflow_unavailable(settings: Settings, exc: BaseException) -> ServiceUnavailable:
+    """The one translation of an MLflow client failure: what happened and the fix, as an outage
+    to retry, or as :class:`ServiceRefused` when MLflow answered with a refusal."""
     what, fix = explain_mlflow_error(exc)
+    if getattr(exc, "error_code", None) in REFUSALS:
+        return ServiceRefused("MLflow", settings.tracking_uri, what, fix)
     return ServiceUnavailable("MLflow", settings.tracking_uri, what, fix)
 
 
@@ -103,9 +116,9 @@ def champion_version(settings: Settings) -> int | None:
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
-        raise _unavailable(settings, exc) from None
+        raise mlflow_unavailable(settings, exc) from None
     except OSError as exc:
-        raise _unavailable(settings, exc) from None
+        raise mlflow_unavailable(settings, exc) from None
     return int(mv.version)
 
 
@@ -129,19 +142,19 @@ def _fetch(settings: Settings, version: int, artifact: str, folder: str) -> Path
             raise InvalidModel(
                 f"version {version} of {settings.model_name} does not exist"
             ) from None
-        raise _unavailable(settings, exc) from None
+        raise mlflow_unavailable(settings, exc) from None
     except OSError as exc:
-        raise _unavailable(settings, exc) from None
+        raise mlflow_unavailable(settings, exc) from None
     try:
         listed = any(item.path == artifact for item in mlflow_client.list_artifacts(run_id))
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise mlflow_unavailable(settings, exc) from None
     if not listed:
         raise InvalidModel(f"version {version} has no {artifact} (run {run_id})")
     try:
         return Path(mlflow_client.download_artifacts(run_id, artifact, folder))
     except (MlflowException, OSError) as exc:
-        raise _unavailable(settings, exc) from None
+        raise mlflow_unavailable(settings, exc) from None
 
 
 def load_version(settings: Settings, version: int) -> CentroidModel:

@@ -38,7 +38,13 @@ import numpy as np
 from personas.catalogue import FEATURES
 from personas.errors import ServiceUnavailable
 from personas.model import CentroidModel
-from personas.registry import MODEL_ARTIFACT, REFERENCE_ARTIFACT, champion_version, client
+from personas.registry import (
+    MODEL_ARTIFACT,
+    REFERENCE_ARTIFACT,
+    champion_version,
+    client,
+    mlflow_unavailable,
+)
 from personas.schemas import ModelUpdated, utc_now
 from personas.settings import Settings
 
@@ -108,8 +114,9 @@ def mlflow_for(settings: Settings) -> Any:
 
 
 def unavailable(settings: Settings, exc: Exception) -> ServiceUnavailable:
-    """MLflow did not answer (or refused): an outage the trainer retries, never a failed command."""
-    return ServiceUnavailable("MLflow", settings.tracking_uri, str(exc).splitlines()[0][:200])
+    """MLflow did not answer: an outage the trainer retries; or it refused (credentials,
+    permissions, a request it will never accept): ServiceRefused, which fails the command."""
+    return mlflow_unavailable(settings, exc)
 
 
 def experiment_id(settings: Settings, name: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from personas.doctor import require_kafka
-from personas.errors import ServiceUnavailable
+from personas.errors import ServiceRefused, ServiceUnavailable
 from personas.kafka import consumer_config
 from personas.schemas import RetrainCommand
 from personas.settings import Settings
@@ -42,11 +42,14 @@ def is_transient(exc: BaseException) -> bool:
     Deliberately narrow. Every MLflow call of the trainer turns a server that does not answer
     into ServiceUnavailable where it is made (trainer/register.py, personas/registry.py), and
     ``registry.load_version`` does so even where MLflow itself calls a refused download "does not
-    exist". A raw MlflowException arriving here is a refusal or a bug, not an outage: it is
-    recorded as ``failed`` (with an alert) instead of being retried forever.
+    exist". A refusal (``ServiceRefused``: MLflow answered 401/403 or "invalid parameter", the
+    one translation in ``registry.mlflow_unavailable``) and a raw MlflowException are not
+    outages: the command is recorded as ``failed`` (with an alert) instead of retried forever.
     """
     import psycopg
 
+    if isinstance(exc, ServiceRefused):  # MLflow answered "no" (401/403, bad request)
+        return False
     return isinstance(exc, ServiceUnavailable | psycopg.OperationalError | ConnectionError)
 
 

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
 
 from personas import registry
-from personas.errors import InvalidModel, ServiceUnavailable
+from personas.errors import InvalidModel, ServiceRefused, ServiceUnavailable
 from personas.model import CentroidModel
 from personas.registry import MODEL_ARTIFACT, REFERENCE_ARTIFACT
 from personas.settings import Settings
@@ -132,3 +132,46 @@ def test_a_version_that_does_not_exist_is_unusable(use: Any) -> None:
     settings = use(Missing([], SWALLOWED))
     with pytest.raises(InvalidModel, match="does not exist"):
         registry.load_version(settings, 9)
+
+
+def _mlflow_http_error(status: int, body: str) -> MlflowException:
+    """The exception MLflow's own REST layer raises for an HTTP answer (a non-JSON body)."""
+    from types import SimpleNamespace
+
+    from mlflow.utils.rest_utils import verify_rest_response
+
+    response = SimpleNamespace(status_code=status, text=body)
+    with pytest.raises(MlflowException) as caught:
+        verify_rest_response(response, "/api/2.0/mlflow/artifacts/list")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("status", "what"),
+    [(403, "not authorised (HTTP 403)"), (401, "authentication failed (HTTP 401)")],
+)
+def test_a_refusal_is_not_an_outage_to_retry_forever(use: Any, status: int, what: str) -> None:
+    settings = use(FakeClient([], SWALLOWED, listing=_mlflow_http_error(status, "denied")))
+    with pytest.raises(ServiceRefused) as caught:
+        registry.load_version(settings, 2)
+    assert what in str(caught.value)
+    assert isinstance(caught.value, ServiceUnavailable)  # the CLI and the services: same line
+    assert not is_transient(caught.value)  # the trainer: the command fails, with an alert
+
+
+def test_a_server_error_stays_an_outage(use: Any) -> None:
+    settings = use(FakeClient([], SWALLOWED, listing=_mlflow_http_error(503, "overloaded")))
+    with pytest.raises(ServiceUnavailable) as caught:
+        registry.load_version(settings, 2)
+    assert not isinstance(caught.value, ServiceRefused)
+    assert is_transient(caught.value)
+
+
+def test_the_trainer_translates_mlflow_failures_the_same_way() -> None:
+    from trainer.register import unavailable
+
+    settings = Settings(_env_file=None)
+    refused = unavailable(settings, _mlflow_http_error(403, "denied"))
+    assert isinstance(refused, ServiceRefused)
+    assert "grant the user permission" in str(refused)
+    assert type(unavailable(settings, ConnectionError("refused"))) is ServiceUnavailable
