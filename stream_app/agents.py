@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
 from stream_app.batcher import Batcher
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 if TYPE_CHECKING:
     import faust

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 __all__ = ["Batcher"]
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 if TYPE_CHECKING:
     import faust

@@ -16,10 +16,10 @@ from typing import Any
 
 from personas.dead_letters import decode_source
 from personas.settings import Settings
-from stream_app.labelling import RawRecord, next_offsets
 from stream_app.metrics import StreamMetrics
 from stream_app.output import KafkaOutput
 from stream_app.pipeline import BatchProcessor
+from stream_app.records import RawRecord, next_offsets
 from stream_app.settings import StreamSettings
 from stream_app.sink import PgSink
 from stream_app.swap import ModelCache, ModelHolder, ModelWatcher, initial_model

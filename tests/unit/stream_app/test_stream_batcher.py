@@ -9,7 +9,7 @@ import pytest
 
 from personas.errors import Stopping
 from stream_app.batcher import Batcher
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 
 def _records(start: int, n: int) -> list[RawRecord]:

@@ -11,8 +11,8 @@ import pytest
 from personas.errors import Stopping
 from personas.settings import Settings, TopicNames
 from stream_app.ingest import BatchIngest
-from stream_app.labelling import RawRecord, next_offsets
 from stream_app.metrics import StreamMetrics
+from stream_app.records import RawRecord, next_offsets
 from stream_app.settings import StreamSettings
 
 
