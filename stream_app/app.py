@@ -1,4 +1,4 @@
-"""The Faust application of the labeller (and nothing else: agents live in ``agents.py``).
+"""The Faust application of the labeller (and nothing else: the engines live in ``engines/``).
 
 A factory rather than a module-level app: settings are built in the CLI, never at import time, and
 tests run several apps with their own ids. Faust keeps its data dir under the stream state dir,

@@ -184,9 +184,9 @@ def run_worker(settings: Settings, stream: StreamSettings) -> None:
     bound_http_client(timeout_s=10, retries=1)
 
     from personas.doctor import require_kafka
-    from stream_app.agents import attach_agent
     from stream_app.app import build_app
-    from stream_app.ingest import attach_ingest
+    from stream_app.engines.agent import attach_agent
+    from stream_app.engines.batch import attach_ingest
     from stream_app.web import attach_web
 
     require_kafka(settings, "stream", with_optional=stream.engine == "agent")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from personas.errors import Stopping
-from stream_app.batcher import Batcher
+from stream_app.engines.agent_batcher import Batcher
 from stream_app.records import RawRecord
 
 
@@ -166,7 +166,7 @@ def test_left_uncommitted_is_said_once_and_says_what_was_left(
         batcher.say_uncommitted()
         batcher.say_uncommitted()
 
-    with caplog.at_level("WARNING", logger="stream_app.batcher"):
+    with caplog.at_level("WARNING", logger="stream_app.engines.agent_batcher"):
         asyncio.run(scenario())
     said = [r.getMessage() for r in caplog.records if "left uncommitted" in r.getMessage()]
     expected = (

@@ -1,7 +1,7 @@
 """The agent engine: the labeller as a Faust agent over ``Stream.noack_take``, and its lag timer.
 
-Kept beside the default batch engine (``ingest.py``) for deployments that want Faust's own stream
-machinery; it is about a third as fast (docs/benchmarks/stream_app.md).
+Kept beside the default batch engine (``engines/batch.py``) for deployments that want Faust's own
+stream machinery; it is about a third as fast (docs/benchmarks/stream_app.md).
 
 Commit semantics (read from faust-streaming 0.15.3, ``faust/streams.py``): ``Stream.take`` acks a
 batch's events in a ``finally`` when the generator resumes, so an exception or a cancellation in the
@@ -21,7 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
-from stream_app.batcher import Batcher
+from stream_app.engines.agent_batcher import Batcher
 from stream_app.records import RawRecord
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import pytest
 
 from personas.errors import Stopping
 from personas.settings import Settings, TopicNames
-from stream_app.ingest import BatchIngest
+from stream_app.engines.batch import BatchIngest
 from stream_app.metrics import StreamMetrics
 from stream_app.records import RawRecord, next_offsets
 from stream_app.settings import StreamSettings
