@@ -42,8 +42,9 @@ def build_app(settings: Settings, stream: StreamSettings) -> faust.App:
         broker_commit_interval=stream.commit_interval,
         # Faust would otherwise wait, at shutdown and at every rebalance, until each message that
         # entered the agent is acked — forever when a batch can never be written (PostgreSQL
-        # down): the agent's own drain (shutdown_grace) decides instead; an unfinished batch stays
-        # unacked, so uncommitted (tests: SIGTERM during an outage, on both engines).
+        # down): the runtime's drain (Runtime.shutdown, shutdown_grace) decides instead; an
+        # unfinished batch stays unacked, so uncommitted (tests: SIGTERM during an outage, on both
+        # engines).
         stream_wait_empty=False,
         # The take() buffer must be able to fill a whole batch from the stream buffer.
         stream_buffer_maxsize=max(4096, 2 * stream.max_batch),
