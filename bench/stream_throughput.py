@@ -96,7 +96,8 @@ def run_baseline(settings: Settings, source: str, sink: str, batch: int, timeout
     """The bare ceiling: consume a batch, label it, produce labels; no PostgreSQL."""
     from confluent_kafka import Consumer, Producer
 
-    from stream_app.labelling import RawRecord, label_batch
+    from stream_app.labelling import label_batch
+    from stream_app.records import RawRecord
 
     model = CentroidModel.from_catalogue(load_vendor_catalogue())
     consumer = Consumer(

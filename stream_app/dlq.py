@@ -4,12 +4,8 @@ convention), so a dead letter always fits where its record came from."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from personas.dead_letters import Headers, encode_headers
-
-if TYPE_CHECKING:
-    from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 __all__ = ["DeadLetterRecord", "dead_letter"]
 

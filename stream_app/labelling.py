@@ -19,8 +19,9 @@ from personas.errors import InvalidEvent
 from personas.model import CentroidModel
 from personas.schemas import MAX_EVENT_BYTES, SurveyResponse, parse_survey_response, utc_now
 from stream_app.dlq import DeadLetterRecord, dead_letter
+from stream_app.records import RawRecord
 
-__all__ = ["LABEL_COLUMNS", "BatchOutput", "RawRecord", "label_batch", "next_offsets", "parse"]
+__all__ = ["LABEL_COLUMNS", "BatchOutput", "label_batch", "parse"]
 
 #: Columns of persona_labels in the order rows are built (and COPYed).
 LABEL_COLUMNS: tuple[str, ...] = (
@@ -36,28 +37,6 @@ LABEL_COLUMNS: tuple[str, ...] = (
     "model_version",
     "labelled_at",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One consumed Kafka record, as bytes: what the DLQ must be able to give back intact."""
-
-    key: bytes | None
-    value: bytes | None
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int | None = None
-
-
-def next_offsets(records: list[RawRecord]) -> dict[tuple[str, int], int]:
-    """Per partition, the offset to commit once these records are durable (last offset + 1)."""
-    offsets: dict[tuple[str, int], int] = {}
-    for record in records:
-        key = (record.topic, record.partition)
-        if record.offset + 1 > offsets.get(key, -1):
-            offsets[key] = record.offset + 1
-    return offsets
 
 
 @dataclass

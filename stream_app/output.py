@@ -22,7 +22,7 @@ from typing import Any
 
 from personas.kafka import DLQ_RECORD_LIMIT, produce_waiting, producer_config
 from personas.settings import Settings
-from stream_app.sink import Backoff
+from stream_app.backoff import Backoff
 
 __all__ = ["KafkaOutput", "OutputFailed"]
 

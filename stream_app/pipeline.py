@@ -17,9 +17,10 @@ from datetime import timedelta
 import numpy as np
 
 from personas.settings import Settings
-from stream_app.labelling import FUTURE_MARGIN, BatchOutput, RawRecord, label_batch
+from stream_app.labelling import FUTURE_MARGIN, BatchOutput, label_batch
 from stream_app.metrics import StreamMetrics
 from stream_app.output import KafkaOutput, Message, OutputFailed
+from stream_app.records import RawRecord
 from stream_app.sink import PgSink
 from stream_app.swap import ModelHolder
 

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 from personas import db
 from personas.errors import PersonaError, ServiceUnavailable, Stopping
 from personas.settings import Settings
+from stream_app.backoff import Backoff
 from stream_app.labelling import LABEL_COLUMNS
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["COPY_TYPES", "Backoff", "PgSink"]
+__all__ = ["COPY_TYPES", "PgSink"]
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +62,6 @@ _CONFLICTS = (
     f"WHERE ({', '.join('s.' + c for c in _PAYLOAD)}) IS DISTINCT FROM "
     f"({', '.join('p.' + c for c in _PAYLOAD)}) ORDER BY 1"
 )
-
-
-class Backoff:
-    """Exponential backoff that a stop request interrupts."""
-
-    def __init__(self, stop: threading.Event, *, first: float = 0.2, longest: float = 30.0) -> None:
-        self.stop = stop
-        self.first = first
-        self.longest = longest
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        return float(min(self.longest, self.first * 2.0**self.attempt))
-
-    def wait(self) -> None:
-        delay = self.next_delay()
-        self.attempt += 1
-        if self.stop.wait(delay):
-            raise Stopping("stopping while waiting to retry")
 
 
 class PgSink:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import faust
 
-    from stream_app.worker import Runtime
+    from stream_app.runtime import Runtime
 
 __all__ = ["attach_web"]
 

@@ -1,4 +1,8 @@
-"""Helpers of the stream integration tests: events, a worker subprocess, topic readers, registry."""
+"""Helpers of the stream integration tests: events, a worker subprocess, topic readers, registry.
+
+A worker is the project's one child-process class (``infra.demo.services.ChildService``: its own
+session and log, stop/kill/output/returncode) plus what these tests ask of a stream worker: its
+port, ``/health``, ``/metrics`` and waiting until it is ready."""
 
 from __future__ import annotations
 
@@ -6,14 +10,12 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +23,10 @@ from typing import Any
 import numpy as np
 from fault_tools import free_port
 
+from infra.demo.services import ChildService, persona_argv
 from personas.catalogue import FEATURES
 from personas.model import CentroidModel
 from personas.settings import Settings
-
-REPO = Path(__file__).resolve().parents[3]
-PERSONA = str(Path(sys.executable).with_name("persona"))
 
 
 def make_events(
@@ -115,13 +115,10 @@ def worker_env(settings: Settings, state_dir: Path, **extra: str) -> dict[str, s
 
 
 @dataclass
-class Worker:
-    """A `persona stream` subprocess; its output goes to a log file the test can read."""
+class Worker(ChildService):
+    """A `persona stream` subprocess and its web endpoint; its output goes to its log file."""
 
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    _log: Any = field(repr=False, default=None)
+    port: int = 0
 
     def health(self) -> dict[str, Any] | None:
         try:
@@ -137,43 +134,31 @@ class Worker:
     def wait_ready(self, timeout: float = 90.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.output()}")
+            if not self.alive():
+                raise AssertionError(f"worker exited {self.returncode}:\n{self.output()}")
             state = self.health()
             if state and state.get("ready"):
                 return state
             time.sleep(0.3)
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.output()}")
 
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        if self._log is not None:
-            self._log.close()
-        return int(self.proc.returncode)
+    def stop(self, timeout: float = 60.0, sig: int = signal.SIGTERM) -> int | None:
+        """``ChildService.stop`` with room for a worker's own stop before the SIGKILL: the
+        in-flight batch's grace (PERSONA_STREAM_SHUTDOWN_GRACE, 20 s) and Faust's shutdown."""
+        return super().stop(timeout, sig)
 
 
 def start_worker(settings: Settings, state_dir: Path, *args: str, **env: str) -> Worker:
     port = free_port()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    log_path = state_dir / f"worker-{port}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [PERSONA, "stream", "--web-port", str(port), *args],
-        cwd=REPO,
+    worker = Worker(
+        name=f"stream worker :{port}",
+        argv=persona_argv("stream", "--web-port", str(port), *args),
+        log=state_dir / f"worker-{port}.log",
         env=worker_env(settings, state_dir, **env),
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        port=port,
     )
-    return Worker(proc=proc, port=port, log_path=log_path, _log=log)
+    worker.start()
+    return worker
 
 
 def register_version(settings: Settings, document: dict[str, Any], *, champion: bool = True) -> int:

@@ -52,7 +52,7 @@ def test_postgres_outage_is_back_pressure_not_loss(
         )
         time.sleep(2)
         assert label_rows(s)[0] == 500  # (read directly, not through the proxy)
-        assert worker.proc.poll() is None  # still running, not crashed
+        assert worker.alive()  # still running, not crashed
 
         proxy.up()
         wait_for(lambda: label_rows(s)[0] >= 1200, 60, "all rows after the outage")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +44,7 @@ def test_sigkill_while_postgres_blocks_commits_nothing_unwritten(
         produce_events(s, second)
         time.sleep(4)  # > 3 commit intervals; the worker has fetched and is blocked mid-batch
         assert committed_offsets(s, group) == 1000
-        worker.stop(signal.SIGKILL)
+        worker.kill()
         blocker.rollback()
 
     assert label_rows(s) == (1000, 1000)
@@ -91,7 +90,7 @@ def test_sigkill_at_random_points_under_load_loses_nothing(
     for _ in range(2):
         wait_for(lambda: label_rows(s)[0] > 0, 60, "some rows")
         time.sleep(0.7)
-        worker.stop(signal.SIGKILL)
+        worker.kill()
         worker = workers(*args)
         worker.wait_ready()
     producer.join()
@@ -115,7 +114,7 @@ def test_sigterm_mid_stream_commits_exactly_what_is_durable(
     group = worker.wait_ready()["app_id"]
     producer = _trickle(s, events)
     wait_for(lambda: label_rows(s)[0] > 500, 60, "some rows")
-    assert worker.stop(signal.SIGTERM) == 0
+    assert worker.stop() == 0
     output = worker.output()
     assert "finishing the in-flight batch" in output and "left uncommitted" not in output
     rows, distinct = label_rows(s)

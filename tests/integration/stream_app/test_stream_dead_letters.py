@@ -95,7 +95,7 @@ def test_a_value_at_the_brokers_limit_is_dead_lettered_whole(
         assert letter.source_topic == s.topics.responses
     assert {m.key() for m in letters} == {b"probe", b"huge"}
     assert metric(worker.metrics(), "persona_stream_dead_letters_dropped_total") == 0
-    assert worker.proc.poll() is None
+    assert worker.alive()
 
 
 @pytest.mark.parametrize("engine", ["batch", "agent"])
@@ -135,9 +135,9 @@ def test_a_dead_letter_the_broker_refuses_never_stops_the_stream(
         30,
         "the dropped dead letter to be counted",
     )
-    assert worker.proc.poll() is None
+    assert worker.alive()
     assert worker.stop() == 0
-    log = worker.log_path.read_text()
+    log = worker.output()
     assert "could not be written to" in log and f"{s.topics.responses}[" in log
 
     # A successor starts from the committed offsets: the refused record is behind it.

@@ -54,5 +54,5 @@ def test_a_reused_event_id_keeps_the_first_label_and_is_counted(
     text = worker.metrics()
     assert metric(text, "persona_stream_rows_duplicate_total") == 3  # first twice, the twin
     worker.stop()
-    log = worker.log_path.read_text()
+    log = worker.output()
     assert "already stored with another payload" in log and str(first["event_id"]) in log

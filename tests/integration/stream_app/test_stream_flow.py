@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 from collections import Counter
 from collections.abc import Callable
 
@@ -95,7 +94,7 @@ def test_generated_stream_is_labelled_once_in_postgres_and_on_kafka(
         return all(f'persona_stream_consumer_lag{{partition="{p}"}} 0.0' in text for p in range(4))
 
     wait_for(caught_up, 15, "consumer lag 0 on every partition")
-    assert worker.stop(signal.SIGTERM) == 0
+    assert worker.stop() == 0
     assert "persona stream worker stopped" in worker.output()
 
 

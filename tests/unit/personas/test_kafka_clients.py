@@ -30,7 +30,7 @@ CONFLUENT_CLIENTS = {"Consumer", "Producer", "AdminClient"}
 BUILDERS = {"producer_config", "consumer_config", "admin_config"}
 #: Functions that receive a config built by a builder and only pass it on (checked by hand):
 #: (file, function, parameter).
-PASS_THROUGH = {("stream_app/ingest.py", "_default_consumer", "config")}
+PASS_THROUGH = {("stream_app/engines/batch.py", "_default_consumer", "config")}
 
 
 def _ca(tmp_path: Path) -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from personas.dead_letters import MAX_REASON_CHARS, decode, is_dead_letter
 from stream_app.dlq import dead_letter
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 
 def test_the_original_bytes_travel_unchanged() -> None:

@@ -14,7 +14,8 @@ from personas.catalogue import FEATURES
 from personas.dead_letters import decode
 from personas.model import CentroidModel
 from personas.schemas import PersonaLabel
-from stream_app.labelling import LABEL_COLUMNS, RawRecord, label_batch
+from stream_app.labelling import LABEL_COLUMNS, label_batch
+from stream_app.records import RawRecord
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -14,11 +14,11 @@ from personas.catalogue import FEATURES
 from personas.errors import Stopping
 from personas.model import CentroidModel
 from personas.settings import Settings, TopicNames
-from stream_app.labelling import RawRecord
+from stream_app.backoff import Backoff
 from stream_app.metrics import BatchHistogram, StreamMetrics
 from stream_app.output import OutputFailed
 from stream_app.pipeline import BatchProcessor
-from stream_app.sink import Backoff
+from stream_app.records import RawRecord
 from stream_app.swap import ModelHolder
 
 

@@ -1,18 +1,22 @@
-"""BatchIngest (the batch engine's loop) against a scripted consumer: offsets follow durability."""
+"""BatchIngest (the batch engine's loop) against a scripted consumer: offsets follow durability.
+
+It runs with a real ``Runtime`` (readiness, offsets, failing are the runtime's), its pipeline
+and consumer scripted."""
 
 from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from personas.errors import Stopping
 from personas.settings import Settings, TopicNames
-from stream_app.ingest import BatchIngest
-from stream_app.labelling import RawRecord, next_offsets
+from stream_app.engines.batch import BatchIngest
 from stream_app.metrics import StreamMetrics
+from stream_app.records import RawRecord
+from stream_app.runtime import Runtime
 from stream_app.settings import StreamSettings
 
 
@@ -112,21 +116,21 @@ def _run(
     processor: RecordingProcessor,
     revoke_after: int = -1,
     commit_interval: float = 0.0001,
-) -> tuple[BatchIngest, ScriptedConsumer, Any, list[BaseException]]:
-    runtime: Any = SimpleNamespace(
+) -> tuple[BatchIngest, ScriptedConsumer, Runtime, list[BaseException]]:
+    fatal: list[BaseException] = []
+    runtime = Runtime(
         settings=Settings(topics=TopicNames(responses="in", labels="out", dlq="in.dlq")),
         stream=StreamSettings(commit_interval=commit_interval),
-        processor=processor,
-        stop_event=threading.Event(),
         metrics=StreamMetrics(),
+        holder=cast(Any, None),
+        processor=cast(Any, processor),
+        watcher=cast(Any, SimpleNamespace(assigned=threading.Event())),
+        executor=cast(Any, None),
+        stop_event=threading.Event(),
+        model_source="test",
         app_id="g",
-        assigned=[],
-        rebalanced=False,
-        next_offsets={},
-        log_ready=lambda: None,
+        crash=fatal.append,
     )
-    runtime.note_done = lambda records: runtime.next_offsets.update(next_offsets(records))
-    fatal: list[BaseException] = []
     holder: dict[str, ScriptedConsumer] = {}
 
     def factory(config: dict[str, Any]) -> ScriptedConsumer:
@@ -136,7 +140,7 @@ def _run(
         holder["c"] = consumer
         return consumer
 
-    ingest = BatchIngest(runtime, fatal.append, consumer_factory=factory)
+    ingest = BatchIngest(runtime, consumer_factory=factory)
     ingest.start()
     ingest.join(10)
     assert not ingest.is_alive()
@@ -158,6 +162,7 @@ def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
     assert len(consumer.commits) == 2
     assert runtime.next_offsets == {("in", 0): 3, ("in", 1): 7}
     assert runtime.rebalanced and runtime.assigned == [0, 1]
+    assert ingest.unfinished() is None  # what the shared shutdown would say: nothing
 
 
 def test_a_batch_interrupted_by_stopping_is_never_committed() -> None:
@@ -166,6 +171,7 @@ def test_a_batch_interrupted_by_stopping_is_never_committed() -> None:
     assert not ingest.clean_exit and not fatal and consumer.closed
     assert [offsets for offsets, _ in consumer.commits] == [{("in", 0): 1}]
     assert runtime.next_offsets == {("in", 0): 1}
+    assert ingest.unfinished() == "in-flight batch not durable"
 
 
 def test_our_own_bug_crashes_the_worker_uncommitted() -> None:

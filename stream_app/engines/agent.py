@@ -1,7 +1,7 @@
 """The agent engine: the labeller as a Faust agent over ``Stream.noack_take``, and its lag timer.
 
-Kept beside the default batch engine (``ingest.py``) for deployments that want Faust's own stream
-machinery; it is about a third as fast (docs/benchmarks/stream_app.md).
+Kept beside the default batch engine (``engines/batch.py``) for deployments that want Faust's own
+stream machinery; it is about a third as fast (docs/benchmarks/stream_app.md).
 
 Commit semantics (read from faust-streaming 0.15.3, ``faust/streams.py``): ``Stream.take`` acks a
 batch's events in a ``finally`` when the generator resumes, so an exception or a cancellation in the
@@ -12,26 +12,25 @@ and dead letters and PostgreSQL committed the rows. Faust's consumer commits, ev
 ``commit_interval``, the highest *contiguous* acknowledged offset per partition, so an
 unacknowledged batch is re-delivered after a crash, and the sink's ``ON CONFLICT DO NOTHING``
 absorbs the repeat. The SIGKILL integration tests prove it.
+
+Readiness, the lag gauge, crashing and the shutdown grace are the runtime's (``runtime.py``, shared
+with the batch engine); this module only calls them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
-from stream_app.batcher import Batcher
-from stream_app.labelling import RawRecord
+from stream_app.engines.agent_batcher import Batcher
+from stream_app.records import RawRecord
+from stream_app.runtime import LAG_EVERY_SECONDS, Runtime
 
 if TYPE_CHECKING:
     import faust
 
-    from stream_app.worker import Runtime
-
-__all__ = ["attach_agent"]
-
-log = logging.getLogger(__name__)
+__all__ = ["AgentEngine", "attach"]
 
 
 def _record(message: Any) -> RawRecord:
@@ -46,9 +45,28 @@ def _record(message: Any) -> RawRecord:
     )
 
 
-def attach_agent(app: faust.App, runtime: Runtime) -> None:
+class AgentEngine:
+    """The runtime's ``Engine`` for the agent: its batcher exists once Faust started the agent."""
+
+    def __init__(self) -> None:
+        self.batcher: Batcher | None = None
+
+    async def drain(self, grace: float) -> bool:
+        return True if self.batcher is None else await self.batcher.drain(grace)
+
+    async def let_go(self) -> None:
+        """Nothing to wait for here: the interrupted batch ends on the runtime's executor, which
+        ``Runtime.close`` shuts down and waits for."""
+
+    def unfinished(self) -> str | None:
+        return None if self.batcher is None else self.batcher.unfinished()
+
+
+def attach(app: faust.App, runtime: Runtime) -> AgentEngine:
     """Register the agent, the lag timer and the readiness signal."""
     settings, stream = runtime.settings, runtime.stream
+    engine = AgentEngine()
+    runtime.engine = engine
     topic = app.topic(
         settings.topics.responses,
         key_type=bytes,
@@ -74,12 +92,9 @@ def attach_agent(app: faust.App, runtime: Runtime) -> None:
 
         def on_failure(exc: BaseException) -> None:
             if isinstance(exc, Stopping | asyncio.CancelledError):
-                batcher.say_uncommitted()
-                return
-            log.error("batch failed unexpectedly; stopping the worker uncommitted", exc_info=exc)
-            runtime.stop_event.set()
-            task = loop.create_task(app.crash(exc))
-            ack_tasks.add(task)
+                runtime.say_uncommitted()
+            else:
+                runtime.fail(exc)
 
         batcher = Batcher(
             run,
@@ -88,7 +103,7 @@ def attach_agent(app: faust.App, runtime: Runtime) -> None:
             max_batch=stream.max_batch,
             max_pending=stream.max_inflight * stream.max_batch,
         )
-        runtime.batcher = batcher
+        engine.batcher = batcher
         try:
             async for events in stream_.noack_take(stream.max_batch, within=stream.batch_timeout):
                 batcher.add(list(events), [_record(event.message) for event in events])
@@ -96,25 +111,24 @@ def attach_agent(app: faust.App, runtime: Runtime) -> None:
                 if batcher.failure is not None:
                     return
         except asyncio.CancelledError:
-            if not await batcher.drain(stream.shutdown_grace):
-                runtime.stop_event.set()  # interrupts the sink/producer retry loops
-                batcher.say_uncommitted()
+            # Faust drains before it stops the agents (app.attach_runtime); this is for a stop
+            # that came another way, and does nothing if the runtime already drained.
+            await runtime.shutdown()
             raise
 
-    @app.timer(5.0, name="consumer_lag")  # type: ignore[untyped-decorator]
+    @app.timer(LAG_EVERY_SECONDS, name="consumer_lag")  # type: ignore[untyped-decorator]
     async def consumer_lag() -> None:
-        runtime.update_lag(app)
+        runtime.update_lag(app.consumer.assignment, app.consumer.highwater)
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **_: Any) -> None:
-        assigned = sorted(
+        runtime.on_assigned(
             tp.partition
             for tp in app.consumer.assignment()
             if tp.topic == settings.topics.responses
         )
-        runtime.assigned = assigned
-        runtime.rebalanced = True
-        runtime.log_ready()
+
+    return engine
 
 
 async def _ack(stream_: Any, events: list[Any]) -> None:

@@ -14,10 +14,14 @@ at most every ``commit_interval``; synchronously when partitions are revoked and
 Nothing is committed that is not durable. Rebalance callbacks run inside ``consume``, i.e. between
 batches, so a revoked partition never has a batch in flight. A crash re-delivers at most the
 batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
+
+Readiness, the lag gauge, crashing and the shutdown grace are the runtime's (``runtime.py``, shared
+with the agent engine); this module only calls them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -25,22 +29,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
+from stream_app.runtime import LAG_EVERY_SECONDS, Runtime
 
 if TYPE_CHECKING:
     import faust
 
-    from stream_app.worker import Runtime
-
-__all__ = ["BatchIngest", "attach_ingest"]
+__all__ = ["BatchIngest", "attach"]
 
 log = logging.getLogger(__name__)
 
-OnFatal = Callable[[BaseException], None]
 ConsumerFactory = Callable[[dict[str, Any]], Any]
 
-#: How often the consumer-lag gauge is refreshed from librdkafka's cached high watermarks.
-LAG_EVERY_SECONDS = 5.0
+#: After the stop event interrupted a batch, how long to wait for the thread to give it up.
+LET_GO_SECONDS = 10.0
 
 
 def _default_consumer(config: dict[str, Any]) -> Any:
@@ -50,18 +52,19 @@ def _default_consumer(config: dict[str, Any]) -> Any:
 
 
 class BatchIngest(threading.Thread):
-    """Consume, label, make durable, commit — until asked to stop or the worker stops."""
+    """Consume, label, make durable, commit — until asked to stop or the worker stops.
+
+    The runtime's ``Engine``: ``drain``, ``let_go`` and ``unfinished`` are what the shared
+    shutdown asks of it."""
 
     def __init__(
         self,
         runtime: Runtime,
-        on_fatal: OnFatal,
         *,
         consumer_factory: ConsumerFactory = _default_consumer,
     ) -> None:
         super().__init__(name="batch-ingest", daemon=True)
         self.runtime = runtime
-        self.on_fatal = on_fatal
         self._consumer_factory = consumer_factory
         self._leave = threading.Event()  # finish the current batch, commit, leave the group
         self._committed: dict[tuple[str, int], int] = {}  # last offset committed per partition
@@ -69,6 +72,7 @@ class BatchIngest(threading.Thread):
         self._last_lag = 0.0
         self._consumer: Any = None
         self._said_protocol = False
+        self._writing = False  # a batch is in process(): taken, not yet durable
         self.clean_exit = False
 
     # ------------------------------------------------------------------ control
@@ -79,6 +83,19 @@ class BatchIngest(threading.Thread):
 
     def _running(self) -> bool:
         return not (self._leave.is_set() or self.runtime.stop_event.is_set())
+
+    async def drain(self, grace: float) -> bool:
+        if not self.is_alive():
+            return True
+        self.request_stop()
+        await asyncio.to_thread(self.join, grace)
+        return not self.is_alive()
+
+    async def let_go(self) -> None:
+        await asyncio.to_thread(self.join, LET_GO_SECONDS)
+
+    def unfinished(self) -> str | None:
+        return "in-flight batch not durable" if self._writing else None
 
     # ------------------------------------------------------------------ consumer
 
@@ -109,10 +126,7 @@ class BatchIngest(threading.Thread):
             )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        runtime = self.runtime
-        runtime.assigned = sorted(tp.partition for tp in partitions)
-        runtime.rebalanced = True
-        runtime.log_ready()
+        self.runtime.on_assigned(tp.partition for tp in partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
@@ -129,9 +143,8 @@ class BatchIngest(threading.Thread):
     def _forget(self, keys: set[tuple[str, int]]) -> None:
         """Partitions that are no longer ours: their offsets are the next owner's business."""
         for key in keys:
-            self.runtime.next_offsets.pop(key, None)
             self._committed.pop(key, None)
-        self.runtime.assigned = []
+        self.runtime.on_revoked(keys)
 
     def _commit(
         self, consumer: Any, *, only: set[tuple[str, int]] | None = None, asynchronous: bool
@@ -163,9 +176,7 @@ class BatchIngest(threading.Thread):
         except Stopping:
             log.info("stopping with a batch left uncommitted")
         except BaseException as exc:  # our bug or a fatal Kafka error: crash, commit nothing more
-            log.error("batch failed unexpectedly; stopping the worker uncommitted", exc_info=exc)
-            self.runtime.stop_event.set()
-            self.on_fatal(exc)
+            self.runtime.fail(exc)
         finally:
             consumer, self._consumer = self._consumer, None
             if consumer is not None:
@@ -191,14 +202,19 @@ class BatchIngest(threading.Thread):
             messages = consumer.consume(max_batch, timeout)
             records = self._records(messages)
             if records:
+                self._writing = True
                 process(records)  # durable on return (raises Stopping if told to stop first)
                 runtime.note_done(records)
+                self._writing = False
             now = time.monotonic()
             if now - self._last_commit >= stream.commit_interval:
                 self._commit(consumer, asynchronous=True)
             if now - self._last_lag >= LAG_EVERY_SECONDS:
                 self._last_lag = now
-                self._update_lag(consumer)
+                runtime.update_lag(
+                    consumer.assignment,
+                    lambda tp: consumer.get_watermark_offsets(tp, cached=True)[1],
+                )
         self._commit(consumer, asynchronous=False)
 
     def _records(self, messages: list[Any]) -> list[RawRecord]:
@@ -241,53 +257,24 @@ class BatchIngest(threading.Thread):
             return
         log.warning("consumer: %s", err)
 
-    def _update_lag(self, consumer: Any) -> None:
-        gauge = self.runtime.metrics.consumer_lag
-        try:
-            assignment = consumer.assignment()
-        except Exception:
-            return
-        for tp in assignment:
-            done = self.runtime.next_offsets.get((tp.topic, tp.partition))
-            if done is None:
-                continue
-            try:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-            except Exception:
-                continue
-            if high is not None and high >= 0:
-                gauge.labels(partition=str(tp.partition)).set(max(0, high - done))
 
-
-def attach_ingest(app: faust.App, runtime: Runtime) -> BatchIngest:
-    """Run the consume loop inside the Faust worker: started with the app, stopped gracefully.
+def attach(app: faust.App, runtime: Runtime) -> BatchIngest:
+    """Run the consume loop inside the Faust worker: started with the app, drained by the
+    runtime's shutdown.
 
     Faust keeps what it is good at here — the worker's lifecycle and signal handling, the web
-    endpoint, timers — while the events bypass its per-message dispatch.
+    endpoint, timers — while the events bypass its per-message dispatch. Faust's own consumer and
+    producer are not started: its consumer would join the labellers' group with a protocol of its
+    own (docs/stream_app.md, 'Two engines').
     """
-    import asyncio
+    from faust.app.base import BootStrategy
 
-    def on_fatal(exc: BaseException) -> None:
-        loop = app.loop
-        loop.call_soon_threadsafe(lambda: loop.create_task(app.crash(exc)))
-
-    ingest = BatchIngest(runtime, on_fatal)
+    app.boot_strategy = BootStrategy(app, enable_kafka=False)
+    ingest = BatchIngest(runtime)
+    runtime.engine = ingest
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_ingest() -> None:
         ingest.start()
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def stop_ingest(sender: Any, **_: Any) -> None:
-        if not ingest.is_alive():
-            return
-        grace = runtime.stream.shutdown_grace
-        log.info("stopping: finishing the in-flight batch (grace %.0fs)", grace)
-        ingest.request_stop()
-        await asyncio.to_thread(ingest.join, grace)
-        if ingest.is_alive():
-            runtime.stop_event.set()  # interrupts the sink/producer retry loops
-            log.warning("in-flight batch not durable at shutdown: left uncommitted")
-            await asyncio.to_thread(ingest.join, 10.0)
 
     return ingest

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from personas.errors import Stopping
-from stream_app.batcher import Batcher
-from stream_app.labelling import RawRecord
+from stream_app.engines.agent_batcher import Batcher
+from stream_app.records import RawRecord
 
 
 def _records(start: int, n: int) -> list[RawRecord]:
@@ -149,29 +149,29 @@ def test_drain_gives_up_after_grace(error: BaseException | None) -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("writing", [True, False])
-def test_left_uncommitted_is_said_once_and_says_what_was_left(
-    writing: bool, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A batch being written vs events only taken: both are left uncommitted, said differently."""
+@pytest.mark.parametrize("state", ["writing", "taken", "failed", "idle"])
+def test_unfinished_says_what_would_be_left_uncommitted(state: str) -> None:
+    """A batch being written (or failed) vs events only taken: both left uncommitted, said
+    differently (the runtime says it once, test_stream_runtime.py); nothing when all is acked."""
 
-    async def scenario() -> None:
+    async def scenario() -> str | None:
         writer = Writer()
         batcher = _batcher(writer)
-        if not writing:
+        if state == "taken":
             batcher.closed = True  # stopping: events still arrive, nothing new is submitted
         _add(batcher, 0, 2)
         await _settle()
-        assert batcher.busy is writing
-        batcher.say_uncommitted()
-        batcher.say_uncommitted()
+        if state == "failed":
+            writer.finish(0, Stopping("stopping"))
+        elif state == "idle":
+            writer.finish(0)
+        await _settle()
+        return batcher.unfinished()
 
-    with caplog.at_level("WARNING", logger="stream_app.batcher"):
-        asyncio.run(scenario())
-    said = [r.getMessage() for r in caplog.records if "left uncommitted" in r.getMessage()]
-    expected = (
-        "in-flight batch not durable at shutdown: left uncommitted"
-        if writing
-        else "2 events taken but not yet written at shutdown: left uncommitted"
-    )
-    assert len(said) == 1 and said[0].startswith(expected)
+    expected = {
+        "writing": "in-flight batch not durable",
+        "failed": "in-flight batch not durable",
+        "taken": "2 events taken but not yet written",
+        "idle": None,
+    }
+    assert asyncio.run(scenario()) == expected[state]

@@ -14,16 +14,13 @@ Everything here runs on the event loop thread (the completion callback included)
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from stream_app.labelling import RawRecord
+from stream_app.records import RawRecord
 
 __all__ = ["Batcher"]
-
-log = logging.getLogger(__name__)
 
 Run = Callable[[list[RawRecord]], "asyncio.Future[Any]"]
 OnDurable = Callable[[list[Any], list[RawRecord]], None]
@@ -52,7 +49,6 @@ class Batcher:
         self.failure: BaseException | None = None
         self.closed = False
         self.submitted: list[int] = []  # sizes of the batches handed to the writer
-        self.said_uncommitted = False  # "left uncommitted" is said once, by whoever sees it first
 
     @property
     def pending(self) -> int:
@@ -62,18 +58,14 @@ class Batcher:
     def busy(self) -> bool:
         return self._running is not None
 
-    def say_uncommitted(self) -> None:
-        """Say once that work is left undurable (so uncommitted) at shutdown."""
-        if not self.said_uncommitted:
-            self.said_uncommitted = True
-            if self.busy:
-                log.warning("in-flight batch not durable at shutdown: left uncommitted")
-            else:  # nothing was being written: events were taken, never started
-                log.warning(
-                    "%d events taken but not yet written at shutdown: left uncommitted "
-                    "(Kafka delivers them again)",
-                    self.pending,
-                )
+    def unfinished(self) -> str | None:
+        """What is left undurable (so uncommitted) if the worker stops now; None if nothing.
+        The runtime says it, once (``Runtime.say_uncommitted``)."""
+        if self.busy or self.failure is not None:  # being written, or failed (never acked)
+            return "in-flight batch not durable"
+        if self.pending:  # nothing is being written: events were taken, never started
+            return f"{self.pending} events taken but not yet written"
+        return None
 
     def add(self, events: list[Any], records: list[RawRecord]) -> None:
         self._events.extend(events)

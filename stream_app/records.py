@@ -1,0 +1,34 @@
+"""What both engines hand to the pipeline: one consumed Kafka record, and the offsets to commit.
+
+A module of its own because everything downstream of the consumer needs these two names (the
+labelling core, the DLQ, the agent's batcher, both engines, the runtime) and they need nothing
+back: kept in ``labelling.py`` they tied ``dlq.py`` and ``labelling.py`` into an import cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["RawRecord", "next_offsets"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One consumed Kafka record, as bytes: what the DLQ must be able to give back intact."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+
+def next_offsets(records: list[RawRecord]) -> dict[tuple[str, int], int]:
+    """Per partition, the offset to commit once these records are durable (last offset + 1)."""
+    offsets: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        if record.offset + 1 > offsets.get(key, -1):
+            offsets[key] = record.offset + 1
+    return offsets
