@@ -240,6 +240,8 @@ class ModelWatcher(threading.Thread):
                 except KafkaException as exc:
                     log.warning("waiting for topic %s: %s", topic, exc)
                     self._stop.wait(2)
+            if self._stop.is_set():
+                return  # stopped before the topic answered: never positioned, nothing to follow
             self.assigned.set()
             log.info("following %s from offset %s (outside the consumer group)", topic, high)
             next_check = time.monotonic() + self.poll_seconds

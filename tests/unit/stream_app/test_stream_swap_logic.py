@@ -194,3 +194,32 @@ def test_registry_poll_follows_rollback(vendor_model: CentroidModel) -> None:
     registry = _Registry({3: _version(vendor_model, 3)}, champion=3)
     _watcher(holder, registry).check_registry()
     assert holder.current.version == 3
+
+
+def test_watcher_stopped_while_waiting_for_the_topic_exits_cleanly(
+    vendor_model: CentroidModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop before the topic ever answered used to reach the 'following … from offset' line
+    with the offset never assigned (UnboundLocalError on the watcher thread)."""
+    import confluent_kafka
+
+    closed: list[bool] = []
+    watcher = _watcher(ModelHolder(vendor_model), _Registry({}, champion=None))
+
+    class TopicNeverAnswers:
+        def __init__(self, config: dict[str, object]) -> None:
+            pass
+
+        def get_watermark_offsets(self, *args: object, **kwargs: object) -> tuple[int, int]:
+            watcher.stop()  # the worker stops while the watcher waits for the topic
+            raise confluent_kafka.KafkaException(
+                confluent_kafka.KafkaError(confluent_kafka.KafkaError._TRANSPORT)
+            )
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(confluent_kafka, "Consumer", TopicNeverAnswers)
+    watcher.run()  # on this thread, so an exception fails the test
+    assert not watcher.assigned.is_set()
+    assert closed == [True]
