@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from personas.champion import ChampionFollower, ChampionWatcher
 from personas.dead_letters import decode_source
 from personas.settings import Settings
 from stream_app.labelling import RawRecord, next_offsets
@@ -22,7 +23,7 @@ from stream_app.output import KafkaOutput
 from stream_app.pipeline import BatchProcessor
 from stream_app.settings import StreamSettings
 from stream_app.sink import PgSink
-from stream_app.swap import ModelCache, ModelHolder, ModelWatcher, initial_model
+from stream_app.swap import follow_champion
 
 __all__ = ["READY_LINE", "Runtime", "build_runtime", "run_worker"]
 
@@ -38,9 +39,9 @@ class Runtime:
     settings: Settings
     stream: StreamSettings
     metrics: StreamMetrics
-    holder: ModelHolder
+    holder: ChampionFollower
     processor: BatchProcessor
-    watcher: ModelWatcher
+    watcher: ChampionWatcher
     executor: ThreadPoolExecutor
     stop_event: threading.Event
     model_source: str
@@ -105,12 +106,8 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
     state_dir = stream.resolved_state_dir(settings)
     state_dir.mkdir(parents=True, exist_ok=True)
     metrics = StreamMetrics()
-    cache = ModelCache(state_dir / "models", settings.model_name)
-    model, source = initial_model(settings, cache)
-    log.info("labelling with model version %s from %s", model.version, source)
-    holder = ModelHolder(
-        model, allow_new_personas=stream.allow_new_personas, metrics=metrics, cache=cache
-    )
+    holder = follow_champion(settings, stream, metrics)
+    source = holder.load().description
     stop = threading.Event()
     sink = PgSink(settings, stop, max_backoff=stream.retry_max_backoff)
 
@@ -143,7 +140,7 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
         future_margin=timedelta(seconds=stream.future_margin_s),
     )
     processor.warm_up()
-    watcher = ModelWatcher(settings, holder, poll_seconds=stream.registry_poll_seconds)
+    watcher = holder.watcher
     return Runtime(
         settings=settings,
         stream=stream,
