@@ -310,7 +310,10 @@ class ChampionFollower:
         before = self._status.registry_reachable
         self._status = FollowerStatus(reachable, _now(), None if error is None else error[:300])
         if before is not False and not reachable:
-            log.warning("registry unreachable, still using %s: %s", self._describe(), error)
+            if self._loaded is None:
+                log.warning("registry unreachable at start: %s", error)
+            else:
+                log.warning("registry unreachable, still using %s: %s", self._describe(), error)
         elif before is False and reachable:
             log.info("registry reachable again")
 
