@@ -66,7 +66,7 @@ class UpdateListener(threading.Thread):
         self.on_update = on_update
         self.group_prefix = group_prefix
         self.poll_s = poll_s
-        self._stop = stop
+        self._stopping = stop
         #: Set once positioned on the topic: every update published after this is seen.
         self.assigned = threading.Event()
 
@@ -100,7 +100,7 @@ class UpdateListener(threading.Thread):
             # An update published while this process loaded its first model and had not yet
             # positioned itself would otherwise wait for the next registry poll.
             self.on_update()
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 message = consumer.poll(self.poll_s)
                 if message is None or message.error() is not None:
                     continue
@@ -118,7 +118,7 @@ class UpdateListener(threading.Thread):
 
         topic = self.settings.topics.model_updates
         warned = False
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
                 if not partitions:
@@ -132,7 +132,7 @@ class UpdateListener(threading.Thread):
             except KafkaException as exc:
                 (log.debug if warned else log.warning)("waiting for topic %s: %s", topic, exc)
                 warned = True
-                self._stop.wait(POSITION_RETRY_S)
+                self._stopping.wait(POSITION_RETRY_S)
                 continue
             consumer.assign([TopicPartition(topic, p, offset) for p, offset in ends.items()])
             return ends

@@ -235,3 +235,24 @@ def _until(condition: object, what: str, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
+
+
+def test_the_watchers_threads_start_and_stop(
+    vendor_model: CentroidModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() joins both threads (a Thread subclass keeping its stop Event in ``_stop`` shadowed
+    Thread._stop, and join() raised TypeError: every stream worker exited 1 on SIGTERM)."""
+    import confluent_kafka
+
+    registry = Registry({2: version_of(vendor_model, 2)})
+    registry.champion = 2
+    consumer = Consumer(SETTINGS.topics.model_updates, messages=[_update(2)])
+    monkeypatch.setattr(confluent_kafka, "Consumer", consumer)
+    follower = _follower(tmp_path, registry, updates_group_prefix="persona-test")
+    follower.load()
+    follower.watcher.start()
+    assert follower.watcher.assigned.wait(5)
+    _until(lambda: follower.current.version == 2, "the look after positioning")
+    follower.stop(timeout=5)
+    assert follower.watcher.listener is not None and not follower.watcher.listener.is_alive()
+    assert consumer.closed
