@@ -130,7 +130,7 @@ class ChampionFollower:
         self._on_refuse = on_refuse
         self._loaded: LoadedModel | None = None
         self._status = FollowerStatus(None, None, None)
-        self._refused: set[int] = set()
+        self._refused: dict[int, str] = {}  # version → why (never downloaded again)
         self._pending: int | None = None  # a champion whose download hit an outage
         self._lock = threading.Lock()  # one load/refresh/offer at a time; reads take no lock
         #: The background threads (poller, model-updates listener); started by ``start``.
@@ -201,12 +201,15 @@ class ChampionFollower:
             except PersonaError as exc:
                 self._failed(exc)
                 return False
-            self._record(True, None)
-            if version is None or version in self._refused:
-                self._pending = None
-                return False  # no alias (yet, or deleted), or known bad: keep what we have
-            if current.source == "registry" and current.model.version == version:
-                self._pending = None
+            if version is not None and version in self._refused:
+                self._pending = None  # the alias still points at a refused model: keep saying so
+                self._record(True, self._refusal(version))
+                return False
+            if version is None or (
+                current.source == "registry" and current.model.version == version
+            ):
+                self._pending = None  # no alias (yet, or deleted), or already current: keep it
+                self._record(True, None)
                 return False
             try:
                 candidate = self.registry.load_version(self.settings, version)
@@ -215,11 +218,13 @@ class ChampionFollower:
                 self._refuse(version, str(exc), source)
                 return False
             except PersonaError as exc:
+                if self._pending != version:  # once per version, not once per retry
+                    log.warning("cannot load model version %s yet (%s); will retry", version, exc)
                 self._pending = version
                 self._failed(exc)
-                log.warning("cannot load model version %s yet (%s); will retry", version, exc)
                 return False
             self._pending = None
+            self._record(True, None)
             return self._offer(candidate, source)
 
     def offer(self, candidate: CentroidModel, source: str) -> bool:
@@ -288,8 +293,8 @@ class ChampionFollower:
 
     def _refuse(self, version: int, reason: str, source: str) -> None:
         """A model that is not usable is remembered and never downloaded again."""
-        self._refused.add(version)
-        self._record(True, f"champion version {version} refused: {reason}")
+        self._refused[version] = reason
+        self._record(True, self._refusal(version))
         log.error(
             "refused model version %s from %s: %s; still using %s",
             version,
@@ -299,6 +304,9 @@ class ChampionFollower:
         )
         if self._on_refuse is not None:
             self._on_refuse(version, reason)
+
+    def _refusal(self, version: int) -> str:
+        return f"champion version {version} refused: {self._refused[version]}"
 
     def _failed(self, exc: PersonaError) -> None:
         """An error we raise on purpose: an outage if ServiceUnavailable, else the registry

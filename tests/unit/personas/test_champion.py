@@ -256,3 +256,40 @@ def test_the_watchers_threads_start_and_stop(
     follower.stop(timeout=5)
     assert follower.watcher.listener is not None and not follower.watcher.listener.is_alive()
     assert consumer.closed
+
+
+def test_a_refusal_stays_in_the_status_while_the_alias_points_there(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
+    """/health must keep naming the refused champion at every poll, not only at the one that
+    refused it (an operator looking a second later saw 'last_error: null')."""
+    registry = Registry({1: version_of(vendor_model, 1), 2: InvalidModel("centroids contain NaN")})
+    registry.champion = 1
+    follower = _follower(tmp_path, registry)
+    follower.load()
+    registry.champion = 2
+    for _ in range(3):
+        assert follower.refresh() is False
+        assert follower.status.last_error == "champion version 2 refused: centroids contain NaN"
+        assert follower.status.registry_reachable is True
+    assert registry.loads == [1, 2]
+    registry.champion = 1  # rolled back: nothing wrong any more
+    assert follower.refresh() is False and follower.status.last_error is None
+
+
+def test_an_outage_while_retrying_is_logged_once_not_at_every_retry(
+    vendor_model: CentroidModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = Registry({1: version_of(vendor_model, 1), 2: DOWN})
+    registry.champion = 1
+    follower = _follower(tmp_path, registry)
+    follower.load()
+    registry.champion = 2
+    with caplog.at_level(logging.INFO, logger="personas.champion"):
+        for _ in range(5):
+            assert follower.refresh("retry") is False
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("will retry" in line for line in lines) == 1
+    assert sum("registry unreachable" in line for line in lines) == 1
+    assert not any("reachable again" in line for line in lines)
+    assert follower.status.registry_reachable is False
