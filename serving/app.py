@@ -16,23 +16,32 @@ from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
+from personas.champion import ChampionFollower, LoadedModel, Registry
 from personas.settings import Settings
-from serving.model_holder import ModelHolder, model_document
 from serving.schemas import ErrorDetail, InvalidRequest, parse_predict_body
 from serving.settings import ServeSettings
 
-__all__ = ["PredictionApp", "create_app"]
+__all__ = [
+    "UPDATES_GROUP_PREFIX",
+    "PredictionApp",
+    "create_app",
+    "follow_champion",
+    "model_document",
+]
 
 log = logging.getLogger(__name__)
+
+#: Group ids of each worker's model-updates listener (under the service's ACL prefix).
+UPDATES_GROUP_PREFIX = "persona-serve"
 
 StartResponse = Callable[..., Any]
 Response = tuple[int, dict[str, Any] | bytes, dict[str, str]]
 
 
 class PredictionApp:
-    """A WSGI callable bound to one ModelHolder (one per worker process)."""
+    """A WSGI callable bound to one ChampionFollower (one per worker process)."""
 
-    def __init__(self, holder: ModelHolder, settings: Settings, serve: ServeSettings) -> None:
+    def __init__(self, holder: ChampionFollower, settings: Settings, serve: ServeSettings) -> None:
         self.holder = holder
         self.settings = settings
         self.serve = serve
@@ -83,7 +92,7 @@ class PredictionApp:
         return 200, {"service": "persona-serve", "routes": sorted(p for _, p in self._routes)}, {}
 
     def _health(self, environ: dict[str, Any]) -> Response:
-        loaded = self.holder.current
+        loaded = self.holder.loaded
         status = self.holder.status
         healthy = status.registry_reachable is not False
         payload = {
@@ -99,7 +108,7 @@ class PredictionApp:
         return 200, payload, {}
 
     def _model(self, environ: dict[str, Any]) -> Response:
-        loaded = self.holder.current
+        loaded = self.holder.loaded
         payload = {
             "model_name": self.settings.model_name,
             "alias": self.settings.champion_alias,
@@ -129,8 +138,7 @@ class PredictionApp:
         except InvalidRequest as exc:
             errors = [e.model_dump() for e in exc.errors]
             return _error(exc.status, "invalid_request", exc.detail, errors)
-        loaded = self.holder.current  # one model for the whole batch, even during a swap
-        model = loaded.model
+        model = self.holder.current  # one model for the whole batch, even during a swap
         labels = model.label(batch.features)
         names = model.persona_names
         version = model.version
@@ -156,6 +164,22 @@ class PredictionApp:
         ]
         payload = {"model_version": version, "count": len(predictions), "predictions": predictions}
         return 200, payload, {"X-Model-Version": str(version)}
+
+
+def model_document(loaded: LoadedModel) -> dict[str, Any]:
+    """The model as GET /model shows it."""
+    model = loaded.model
+    return {
+        "version": model.version,
+        "source": loaded.source,
+        "loaded_at": loaded.loaded_at.isoformat(),
+        "feature_names": list(model.feature_names),
+        "persona_ids": list(model.persona_ids),
+        "persona_names": list(model.persona_names),
+        "centroids": model.centroids.tolist(),
+        "outlier_distance": model.outlier_distance,
+        "metadata": model.metadata,
+    }
 
 
 def _iso(value: Any) -> str | None:
@@ -196,27 +220,33 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     return raw
 
 
+def follow_champion(
+    settings: Settings, serve: ServeSettings, *, registry: Registry | None = None
+) -> ChampionFollower:
+    """This worker's follower (nothing loaded or started yet): the stream worker's component with
+    the service's poll interval, cache and listener group. ``registry`` is MLflow unless a test
+    gives a fake."""
+    return ChampionFollower(
+        settings,
+        registry=registry,
+        cache_dir=serve.cache_dir,
+        poll_interval_s=serve.poll_interval_s,
+        allow_new_personas=serve.allow_new_personas,
+        updates_group_prefix=(
+            f"{UPDATES_GROUP_PREFIX}-{os.getpid()}" if serve.follow_updates_topic else None
+        ),
+    )
+
+
 def create_app(
     settings: Settings,
     serve: ServeSettings,
     *,
-    holder: ModelHolder | None = None,
+    holder: ChampionFollower | None = None,
     background: bool = True,
 ) -> PredictionApp:
-    """Build the app and load its first model (the registry, else the disk cache, else vendor)."""
+    """Build the app and load its first model (the registry, else the disk cache, else vendor);
+    the follower is the stream worker's too, so REST accepts exactly the models the stream does."""
     if holder is None:
-        listener = None
-        if serve.follow_updates_topic:
-            from serving.updates import start_update_listener
-
-            def listener(h: ModelHolder) -> Any:
-                return start_update_listener(settings, h)
-
-        holder = ModelHolder(
-            settings,
-            cache_dir=serve.cache_dir,
-            poll_interval_s=serve.poll_interval_s,
-            listener=listener,
-        )
-        holder.start(background=background)
+        holder = follow_champion(settings, serve).start(background=background)
     return PredictionApp(holder, settings, serve)

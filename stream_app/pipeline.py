@@ -16,13 +16,13 @@ from datetime import timedelta
 
 import numpy as np
 
+from personas.champion import ChampionFollower
 from personas.settings import Settings
 from stream_app.labelling import FUTURE_MARGIN, BatchOutput, label_batch
 from stream_app.metrics import StreamMetrics
 from stream_app.output import KafkaOutput, Message, OutputFailed
 from stream_app.records import RawRecord
 from stream_app.sink import PgSink
-from stream_app.swap import ModelHolder
 
 __all__ = ["BatchProcessor"]
 
@@ -33,7 +33,7 @@ class BatchProcessor:
     def __init__(
         self,
         settings: Settings,
-        holder: ModelHolder,
+        holder: ChampionFollower,
         sink: PgSink,
         output: KafkaOutput,
         metrics: StreamMetrics,

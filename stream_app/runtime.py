@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from personas.champion import ChampionFollower, ChampionWatcher
 from personas.settings import Settings
 from stream_app.metrics import StreamMetrics
 from stream_app.pipeline import BatchProcessor
 from stream_app.records import RawRecord, next_offsets
 from stream_app.settings import StreamSettings
-from stream_app.swap import ModelHolder, ModelWatcher
 
 __all__ = ["LAG_EVERY_SECONDS", "READY_LINE", "Crash", "Engine", "Runtime"]
 
@@ -71,12 +71,11 @@ class Runtime:
     settings: Settings
     stream: StreamSettings
     metrics: StreamMetrics
-    holder: ModelHolder
+    holder: ChampionFollower
     processor: BatchProcessor
-    watcher: ModelWatcher
+    watcher: ChampionWatcher
     executor: ThreadPoolExecutor
     stop_event: threading.Event
-    model_source: str
     app_id: str
     #: How the host (the Faust app, ``app.attach_runtime``) is crashed.
     crash: Crash = _no_host
@@ -124,7 +123,7 @@ class Runtime:
             "engine": self.stream.engine,
             "partitions": self.assigned,
             "model_version": model.version,
-            "model_source": self.model_source,
+            "model_source": self.holder.loaded.description,  # follows the swaps
             "refused_versions": sorted(self.holder.refused_versions),
         }
 

@@ -23,7 +23,7 @@ from stream_app.pipeline import BatchProcessor
 from stream_app.runtime import Runtime
 from stream_app.settings import StreamSettings
 from stream_app.sink import PgSink
-from stream_app.swap import ModelCache, ModelHolder, ModelWatcher, initial_model
+from stream_app.swap import follow_champion
 
 __all__ = ["build_runtime", "run_worker"]
 
@@ -35,12 +35,8 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
     state_dir = stream.resolved_state_dir(settings)
     state_dir.mkdir(parents=True, exist_ok=True)
     metrics = StreamMetrics()
-    cache = ModelCache(state_dir / "models", settings.model_name)
-    model, source = initial_model(settings, cache)
-    log.info("labelling with model version %s from %s", model.version, source)
-    holder = ModelHolder(
-        model, allow_new_personas=stream.allow_new_personas, metrics=metrics, cache=cache
-    )
+    holder = follow_champion(settings, stream, metrics)
+    holder.load()
     stop = threading.Event()
     sink = PgSink(settings, stop, max_backoff=stream.retry_max_backoff)
 
@@ -73,7 +69,7 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
         future_margin=timedelta(seconds=stream.future_margin_s),
     )
     processor.warm_up()
-    watcher = ModelWatcher(settings, holder, poll_seconds=stream.registry_poll_seconds)
+    watcher = holder.watcher
     return Runtime(
         settings=settings,
         stream=stream,
@@ -83,7 +79,6 @@ def build_runtime(settings: Settings, stream: StreamSettings) -> Runtime:
         watcher=watcher,
         executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch"),
         stop_event=stop,
-        model_source=source,
         app_id=stream.resolved_app_id(settings),
     )
 

@@ -103,6 +103,9 @@ def test_a_broken_model_never_replaces_the_working_one(
     ).tolist()
     v2 = register_version(s, broken)  # NaN centroids
     publish_update(s, v2, previous=v1)
+    # The worker reads the alias when an update arrives (not the message's version): v2 must be
+    # looked at before the alias moves on to v3, or v2 is rightly never downloaded at all.
+    wait_for(lambda: (worker.health() or {}).get("refused_versions") == [v2], 30, "v2 refused")
     unknown = {**vendor_model.to_dict(), "persona_ids": [0, 1, 42]}
     v3 = register_version(s, unknown)  # a persona nobody knows
     publish_update(s, v3, previous=v2)
@@ -153,8 +156,8 @@ def test_swaps_while_events_flow_never_go_back_on_a_partition_nor_split_a_batch(
     offset order, model_version never decreases; and every batch is labelled by one version.
 
     Why it holds: a partition is read by one worker, batch after batch, in offset order; the
-    watcher thread only replaces the model reference (``swap.ModelHolder.offer``); and
-    ``pipeline.BatchProcessor.process`` reads ``self.holder.current`` once, before
+    follower's thread only replaces the model reference (``personas.champion.ChampionFollower``);
+    and ``pipeline.BatchProcessor.process`` reads ``self.holder.current`` once, before
     ``label_batch``, which labels the whole batch with that model and stamps every row with one
     ``labelled_at``. That timestamp is the batch's identity here: rows of one worker sharing a
     ``labelled_at`` are one batch, and they must share a model_version. (Going back on a

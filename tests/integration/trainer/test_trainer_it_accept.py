@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from persona_cli import build_app
 from personas import db, registry
 from personas.catalogue import Catalogue
+from personas.champion import check_candidate
 from personas.model import CentroidModel
 from personas.settings import Settings
-from stream_app.swap import check_candidate
 from trainer.accept import CannotAccept, accept_candidates
 from trainer.bootstrap import bootstrap
 from trainer.retrain import handle_command

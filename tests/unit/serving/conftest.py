@@ -9,9 +9,9 @@ import pytest
 from serve_fakes import FakeRegistry
 from werkzeug.test import Client
 
+from personas.champion import ChampionFollower
 from personas.settings import Settings
-from serving.app import PredictionApp, create_app
-from serving.model_holder import ModelHolder
+from serving.app import PredictionApp, create_app, follow_champion
 from serving.settings import ServeSettings
 
 
@@ -27,15 +27,13 @@ def serve_settings(tmp_path: Path) -> ServeSettings:
 
 @pytest.fixture
 def make_holder(fake_registry: FakeRegistry, serve_settings: ServeSettings):
-    holders: list[ModelHolder] = []
+    holders: list[ChampionFollower] = []
 
-    def make(model_name: str = "persona-model") -> ModelHolder:
-        holder = ModelHolder(
-            Settings(model_name=model_name),
-            cache_dir=serve_settings.cache_dir,
-            poll_interval_s=3600,
-            registry=fake_registry,
+    def make(model_name: str = "persona-model") -> ChampionFollower:
+        serve = serve_settings.model_copy(
+            update={"poll_interval_s": 3600, "follow_updates_topic": False}
         )
+        holder = follow_champion(Settings(model_name=model_name), serve, registry=fake_registry)
         holders.append(holder)
         return holder
 

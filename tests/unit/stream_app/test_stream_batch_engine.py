@@ -127,7 +127,6 @@ def _run(
         watcher=cast(Any, SimpleNamespace(assigned=threading.Event())),
         executor=cast(Any, None),
         stop_event=threading.Event(),
-        model_source="test",
         app_id="g",
         crash=fatal.append,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from stream_app.metrics import BatchHistogram, StreamMetrics
 from stream_app.output import OutputFailed
 from stream_app.pipeline import BatchProcessor
 from stream_app.records import RawRecord
-from stream_app.swap import ModelHolder
+from stream_app.settings import StreamSettings
+from stream_app.swap import follow_champion
 
 
 class FakeOutput:
@@ -77,18 +79,33 @@ def _records(model: CentroidModel, n: int, bad: int = 0) -> list[RawRecord]:
     return out
 
 
+class _NoChampion:
+    """A registry without a champion: the follower starts on the vendor model."""
+
+    def champion_version(self, settings: Settings) -> int | None:
+        return None
+
+    def load_version(self, settings: Settings, version: int) -> CentroidModel:
+        raise AssertionError("nothing to load")
+
+
 def _processor(
-    model: CentroidModel, output: FakeOutput, sink: FakeSink
+    output: FakeOutput, sink: FakeSink, state_dir: Path
 ) -> tuple[BatchProcessor, StreamMetrics]:
     metrics = StreamMetrics()
-    holder = ModelHolder(model, metrics=metrics)
+    holder = follow_champion(
+        SETTINGS, StreamSettings(state_dir=state_dir), metrics, registry=_NoChampion()
+    )
+    holder.load()
     stop = threading.Event()
     return BatchProcessor(SETTINGS, holder, sink, output, metrics, stop), metrics  # type: ignore[arg-type]
 
 
-def test_batch_goes_to_both_topics_and_the_sink(vendor_model: CentroidModel) -> None:
+def test_batch_goes_to_both_topics_and_the_sink(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
     output, sink = FakeOutput(), FakeSink(existing=2)
-    processor, metrics = _processor(vendor_model, output, sink)
+    processor, metrics = _processor(output, sink, tmp_path)
     out = processor.process(_records(vendor_model, 10, bad=3))
     assert output.produced == [("out", 10), ("in.dlq", 3)]
     assert output.confirmed == 1 and output.resent == 0
@@ -103,17 +120,19 @@ def test_batch_goes_to_both_topics_and_the_sink(vendor_model: CentroidModel) -> 
     assert get("persona_stream_event_to_label_seconds_count") == 10
 
 
-def test_kafka_failure_resends_the_whole_batch(vendor_model: CentroidModel) -> None:
+def test_kafka_failure_resends_the_whole_batch(vendor_model: CentroidModel, tmp_path: Path) -> None:
     output, sink = FakeOutput(failures=1), FakeSink()
-    processor, _ = _processor(vendor_model, output, sink)
+    processor, _ = _processor(output, sink, tmp_path)
     processor.process(_records(vendor_model, 4, bad=1))
     assert output.resent == 1
     assert output.produced == [("out", 4), ("in.dlq", 1), ("out", 4), ("in.dlq", 1)]
 
 
-def test_swap_between_batches_never_mixes_versions(vendor_model: CentroidModel) -> None:
+def test_swap_between_batches_never_mixes_versions(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
     output, sink = FakeOutput(), FakeSink()
-    processor, _ = _processor(vendor_model, output, sink)
+    processor, _ = _processor(output, sink, tmp_path)
     first = processor.process(_records(vendor_model, 3))
     v2 = CentroidModel.from_dict({**vendor_model.to_dict(), "version": 2})
     processor.holder.offer(v2, "test")

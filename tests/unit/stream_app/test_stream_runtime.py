@@ -34,7 +34,18 @@ class FakeEngine:
         return None if self.durable else self.left
 
 
-def _runtime(engine: FakeEngine | None = None, *, watcher_ready: bool = True) -> Runtime:
+def _holder(version: int, description: str) -> Any:
+    model = SimpleNamespace(version=version)
+    return SimpleNamespace(
+        current=model,
+        loaded=SimpleNamespace(model=model, description=description),
+        refused_versions=set(),
+    )
+
+
+def _runtime(
+    engine: FakeEngine | None = None, *, watcher_ready: bool = True, holder: Any = None
+) -> Runtime:
     positioned = threading.Event()
     if watcher_ready:
         positioned.set()
@@ -43,14 +54,11 @@ def _runtime(engine: FakeEngine | None = None, *, watcher_ready: bool = True) ->
         settings=Settings(topics=TopicNames(responses="in", labels="out", dlq="in.dlq")),
         stream=StreamSettings(shutdown_grace=3),
         metrics=StreamMetrics(),
-        holder=cast(
-            Any, SimpleNamespace(current=SimpleNamespace(version=4), refused_versions=set())
-        ),
+        holder=cast(Any, holder or _holder(4, "registry version 4")),
         processor=cast(Any, None),
         watcher=cast(Any, SimpleNamespace(assigned=positioned)),
         executor=cast(Any, None),
         stop_event=threading.Event(),
-        model_source="test",
         app_id="g",
         crash=crashes.append,
         engine=engine,
@@ -159,3 +167,16 @@ def test_nothing_left_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
     for runtime in (_runtime(), _runtime(FakeEngine(durable=False, left=None))):
         runtime.say_uncommitted()
     assert "left uncommitted" not in caplog.text
+
+
+def test_health_names_the_model_in_use_after_a_swap() -> None:
+    """/health used to keep the start-up model's source for the worker's life."""
+    holder = _holder(0, "vendor catalogue (bootstrap)")
+    runtime = _runtime(holder=holder)
+    assert runtime.health()["model_source"] == "vendor catalogue (bootstrap)"
+    swapped = _holder(2, "registry version 2 (champion)")
+    holder.current, holder.loaded = swapped.current, swapped.loaded
+    assert (runtime.health()["model_version"], runtime.health()["model_source"]) == (
+        2,
+        "registry version 2 (champion)",
+    )

@@ -1,4 +1,5 @@
-"""Model holder, start-up fallbacks and the watcher's decisions (stubs instead of MLflow/Kafka)."""
+"""The stream worker's champion follower (``stream_app.swap.follow_champion``): metrics, the
+state-dir cache, start-up fallbacks and the follower's decisions (a fake registry, no MLflow)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from personas.champion import ChampionFollower
 from personas.errors import InvalidModel, ServiceUnavailable
 from personas.model import CentroidModel
-from personas.schemas import ModelUpdated, utc_now
 from personas.settings import Settings
 from stream_app.metrics import StreamMetrics
-from stream_app.swap import ModelCache, ModelHolder, ModelWatcher, initial_model
+from stream_app.settings import StreamSettings
+from stream_app.swap import follow_champion
 
 
 def _version(model: CentroidModel, version: int, **changes: object) -> CentroidModel:
@@ -25,55 +27,102 @@ def _value(metrics: StreamMetrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def test_offer_swaps_a_valid_model(vendor_model: CentroidModel, tmp_path: Path) -> None:
+class _Registry:
+    """Versions in memory; a stored exception is what loading that version raises."""
+
+    def __init__(
+        self, models: dict[int, CentroidModel | Exception], champion: int | None = None
+    ) -> None:
+        self.models = models
+        self.champion = champion
+        self.down = False
+        self.loads: list[int] = []
+
+    def champion_version(self, settings: Settings) -> int | None:
+        if self.down:
+            raise ServiceUnavailable("MLflow", "http://x", "refused")
+        return self.champion
+
+    def load_version(self, settings: Settings, version: int) -> CentroidModel:
+        self.loads.append(version)
+        found = self.models[version]
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+
+def _follower(
+    tmp_path: Path,
+    registry: _Registry,
+    metrics: StreamMetrics | None = None,
+    **stream: object,
+) -> ChampionFollower:
+    settings = StreamSettings(state_dir=tmp_path, **stream)  # type: ignore[arg-type]
+    follower = follow_champion(
+        Settings(model_name="m"), settings, metrics or StreamMetrics(), registry=registry
+    )
+    follower.load()
+    return follower
+
+
+def test_a_valid_champion_is_swapped_counted_and_cached(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
     metrics = StreamMetrics()
-    cache = ModelCache(tmp_path, "m")
-    holder = ModelHolder(vendor_model, metrics=metrics, cache=cache)
     candidate = _version(vendor_model, 3, centroids=(vendor_model.centroids + 0.5).tolist())
-    assert holder.offer(candidate, "test") is True
+    registry = _Registry({3: candidate})
+    holder = _follower(tmp_path, registry, metrics)
+    assert _value(metrics, "persona_stream_model_version") == 0
+    registry.champion = 3
+    assert holder.refresh() is True
     assert holder.current is candidate
     assert _value(metrics, "persona_stream_model_version") == 3
     assert _value(metrics, "persona_stream_model_swaps_total", result="applied") == 1
-    cached = cache.load()
+    cached = holder.cache.load()
+    assert holder.cache.path == tmp_path / "models" / "m.json"
     assert cached is not None and cached.version == 3
     np.testing.assert_allclose(cached.centroids, candidate.centroids)
 
 
-def test_unknown_persona_ids_are_refused(vendor_model: CentroidModel) -> None:
+def test_unknown_persona_ids_are_refused(vendor_model: CentroidModel, tmp_path: Path) -> None:
     metrics = StreamMetrics()
-    holder = ModelHolder(vendor_model, metrics=metrics)
     ids = [*vendor_model.persona_ids[:-1], 99]
+    holder = _follower(
+        tmp_path, _Registry({2: _version(vendor_model, 2, persona_ids=ids)}), metrics
+    )
     assert holder.offer(_version(vendor_model, 2, persona_ids=ids), "test") is False
-    assert holder.current is vendor_model
+    assert holder.current.version == 0
     assert holder.refused_versions == {2}
     assert _value(metrics, "persona_stream_model_swaps_total", result="refused") == 1
     assert _value(metrics, "persona_stream_model_version") == 0
 
 
-def test_new_personas_can_be_allowed(vendor_model: CentroidModel) -> None:
-    holder = ModelHolder(vendor_model, allow_new_personas=True)
+def test_new_personas_can_be_allowed(vendor_model: CentroidModel, tmp_path: Path) -> None:
+    holder = _follower(tmp_path, _Registry({}), allow_new_personas=True)
     ids = [*vendor_model.persona_ids[:-1], 99]
     assert holder.offer(_version(vendor_model, 2, persona_ids=ids), "test") is True
 
 
-def test_persona_ids_a_person_approved_are_accepted(vendor_model: CentroidModel) -> None:
+def test_persona_ids_a_person_approved_are_accepted(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
     """`persona train accept` writes the new ids into the model; only those get through."""
     ids = [*vendor_model.persona_ids[:-1], 99]
     approved = _version(vendor_model, 2, persona_ids=ids)
     approved.metadata["approved_new_personas"] = [99]
     other = _version(vendor_model, 3, persona_ids=ids)
     other.metadata["approved_new_personas"] = [98]
-    holder = ModelHolder(vendor_model)
+    holder = _follower(tmp_path, _Registry({}))
     assert holder.offer(other, "test") is False
     assert holder.offer(approved, "test") is True and holder.current.version == 2
 
 
-def test_identical_centroids_are_refused(vendor_model: CentroidModel) -> None:
-    holder = ModelHolder(vendor_model)
+def test_identical_centroids_are_refused(vendor_model: CentroidModel, tmp_path: Path) -> None:
+    holder = _follower(tmp_path, _Registry({}))
     c = vendor_model.centroids.copy()
     c[1] = c[0]
     assert holder.offer(_version(vendor_model, 4, centroids=c.tolist()), "test") is False
-    assert holder.current is vendor_model
+    assert holder.current.version == 0
 
 
 def test_malformed_documents_never_become_models(vendor_model: CentroidModel) -> None:
@@ -88,109 +137,88 @@ def test_malformed_documents_never_become_models(vendor_model: CentroidModel) ->
             CentroidModel.from_dict(broken)
 
 
-def test_initial_model_prefers_the_registry(vendor_model: CentroidModel, tmp_path: Path) -> None:
-    cache = ModelCache(tmp_path, "m")
+def test_start_prefers_the_registry(vendor_model: CentroidModel, tmp_path: Path) -> None:
     v5 = _version(vendor_model, 5)
-    model, source = initial_model(Settings(), cache, load_champion=lambda: v5)
-    assert model is v5 and source.startswith("registry")
-    assert json.loads(cache.path.read_text())["version"] == 5  # cached for the next start
+    holder = _follower(tmp_path, _Registry({5: v5}, champion=5))
+    assert holder.current is v5 and holder.loaded.description.startswith("registry")
+    cache = tmp_path / "models" / "m.json"
+    assert json.loads(cache.read_text())["version"] == 5  # cached for the next start
 
 
-def test_initial_model_falls_back_to_cache_then_vendor(
-    vendor_model: CentroidModel, tmp_path: Path
-) -> None:
-    cache = ModelCache(tmp_path, "m")
-
-    def down() -> None:
-        raise ServiceUnavailable("MLflow", "http://x", "refused")
-
-    model, source = initial_model(Settings(), cache, load_champion=down)
-    assert model.version == 0 and "vendor" in source
-    cache.save(_version(vendor_model, 6))
-    model, source = initial_model(Settings(), cache, load_champion=down)
-    assert model.version == 6 and "cache" in source
-    model, source = initial_model(Settings(), cache, load_champion=lambda: None)
-    assert model.version == 0 and "no 'champion'" in source
+def test_start_falls_back_to_cache_then_vendor(vendor_model: CentroidModel, tmp_path: Path) -> None:
+    down = _Registry({})
+    down.down = True
+    holder = _follower(tmp_path, down)
+    assert holder.current.version == 0 and "vendor" in holder.loaded.description
+    holder.cache.save(_version(vendor_model, 6))
+    holder = _follower(tmp_path, down)
+    assert holder.current.version == 6 and "on-disk cache" in holder.loaded.description
+    holder = _follower(tmp_path, _Registry({}, champion=None))
+    assert holder.current.version == 0 and "no 'champion'" in holder.loaded.description
 
 
 def test_unreadable_cache_is_ignored(tmp_path: Path) -> None:
-    cache = ModelCache(tmp_path, "m")
-    cache.path.write_text("{not json")
-    assert cache.load() is None
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.json").write_text("{not json")
+    down = _Registry({})
+    down.down = True
+    assert _follower(tmp_path, down).loaded.source == "vendor"
 
 
-class _Registry:
-    def __init__(self, models: dict[int, CentroidModel | Exception], champion: int | None) -> None:
-        self.models = models
-        self.champion = champion
-        self.loads: list[int] = []
-
-    def load(self, version: int) -> CentroidModel:
-        self.loads.append(version)
-        found = self.models[version]
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-
-def _watcher(holder: ModelHolder, registry: _Registry) -> ModelWatcher:
-    return ModelWatcher(
-        Settings(model_name="m"),
-        holder,
-        poll_seconds=30,
-        load_version=registry.load,
-        champion=lambda: registry.champion,
-    )
-
-
-def _update(version: int, *, name: str = "m", alias: str = "champion") -> bytes:
-    return (
-        ModelUpdated(model_name=name, version=version, alias=alias, updated_at=utc_now())
-        .model_dump_json()
-        .encode()
-    )
-
-
-def test_watcher_swaps_on_update_and_ignores_other_models(vendor_model: CentroidModel) -> None:
-    holder = ModelHolder(vendor_model)
-    registry = _Registry({2: _version(vendor_model, 2)}, champion=2)
-    watcher = _watcher(holder, registry)
-    watcher.on_update(_update(2, name="other"))
-    watcher.on_update(_update(2, alias="challenger"))
-    watcher.on_update(b"garbage")
-    assert holder.current.version == 0 and registry.loads == []
-    watcher.on_update(_update(2))
+def test_refresh_swaps_and_a_current_version_is_not_reloaded(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
+    registry = _Registry({2: _version(vendor_model, 2)})
+    holder = _follower(tmp_path, registry)
+    assert holder.refresh("model-updates") is False and registry.loads == []  # no champion yet
+    registry.champion = 2
+    assert holder.refresh("model-updates") is True
     assert holder.current.version == 2 and registry.loads == [2]
-    watcher.on_update(_update(2))  # already current: no reload
+    assert holder.refresh("model-updates") is False  # already current: no reload
     assert registry.loads == [2]
 
 
-def test_watcher_refuses_invalid_once_and_keeps_working_model(
-    vendor_model: CentroidModel,
+def test_an_invalid_champion_is_refused_once_and_the_working_model_kept(
+    vendor_model: CentroidModel, tmp_path: Path
 ) -> None:
-    holder = ModelHolder(_version(vendor_model, 1))
-    registry = _Registry({2: InvalidModel("centroids contain NaN")}, champion=2)
-    watcher = _watcher(holder, registry)
-    watcher.on_update(_update(2))
-    watcher.check_registry()  # the registry still points at 2: not retried
+    metrics = StreamMetrics()
+    registry = _Registry({1: _version(vendor_model, 1), 2: InvalidModel("centroids contain NaN")})
+    registry.champion = 1
+    holder = _follower(tmp_path, registry, metrics)
+    registry.champion = 2
+    assert holder.refresh("model-updates") is False
+    assert holder.refresh() is False  # the registry still points at 2: not retried
     assert holder.current.version == 1
     assert holder.refused_versions == {2}
-    assert registry.loads == [2]
+    assert registry.loads == [1, 2]
+    assert _value(metrics, "persona_stream_model_swaps_total", result="refused") == 1
 
 
-def test_watcher_retries_when_registry_is_down(vendor_model: CentroidModel) -> None:
-    holder = ModelHolder(vendor_model)
-    registry = _Registry({3: ServiceUnavailable("MLflow", "http://x")}, champion=3)
-    watcher = _watcher(holder, registry)
-    watcher.on_update(_update(3))
-    assert holder.current.version == 0 and watcher._pending == 3
+def test_a_registry_down_while_loading_is_retried(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
+    registry = _Registry({3: ServiceUnavailable("MLflow", "http://x")}, champion=None)
+    holder = _follower(tmp_path, registry)
+    registry.champion = 3
+    assert holder.refresh("model-updates") is False
+    assert holder.current.version == 0 and holder.retry_due
+    assert holder.refused_versions == set()
     registry.models[3] = _version(vendor_model, 3)
-    watcher.check_registry()
-    assert holder.current.version == 3 and watcher._pending is None
+    assert holder.refresh("retry") is True
+    assert holder.current.version == 3 and not holder.retry_due
 
 
-def test_registry_poll_follows_rollback(vendor_model: CentroidModel) -> None:
-    holder = ModelHolder(_version(vendor_model, 4))
-    registry = _Registry({3: _version(vendor_model, 3)}, champion=3)
-    _watcher(holder, registry).check_registry()
+def test_registry_poll_follows_rollback(vendor_model: CentroidModel, tmp_path: Path) -> None:
+    registry = _Registry({3: _version(vendor_model, 3), 4: _version(vendor_model, 4)}, champion=4)
+    holder = _follower(tmp_path, registry)
+    registry.champion = 3
+    assert holder.refresh() is True
     assert holder.current.version == 3
+
+
+def test_the_watcher_is_the_followers_and_not_ready_before_positioned(tmp_path: Path) -> None:
+    """Readiness of a worker waits for the model-updates listener (never started here)."""
+    holder = _follower(tmp_path, _Registry({}))
+    assert holder.watcher.listener is not None
+    assert holder.watcher.listener.group_prefix.startswith("persona-stream")
+    assert not holder.watcher.assigned.is_set()

@@ -1,0 +1,32 @@
+"""Following the registry's champion: the one component the stream worker and the REST service
+use to pick, validate, cache and hot-swap the model they label with (see ``follower``)."""
+
+from personas.champion.acceptance import APPROVED_KEY, check_candidate
+from personas.champion.cache import ModelCache
+from personas.champion.follower import (
+    ChampionFollower,
+    FollowerStatus,
+    LoadedModel,
+    OnRefuse,
+    OnSwap,
+    Registry,
+    Source,
+)
+from personas.champion.updates import UpdateListener, is_update_for
+from personas.champion.watcher import ChampionWatcher
+
+__all__ = [
+    "APPROVED_KEY",
+    "ChampionFollower",
+    "ChampionWatcher",
+    "FollowerStatus",
+    "LoadedModel",
+    "ModelCache",
+    "OnRefuse",
+    "OnSwap",
+    "Registry",
+    "Source",
+    "UpdateListener",
+    "check_candidate",
+    "is_update_for",
+]
