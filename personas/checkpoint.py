@@ -24,6 +24,23 @@ partition never passes a record that is held and never goes backwards.
 :class:`LowestOffsets` is the one place that computes "the smallest offset per partition": the
 monitor's windows use it for what each window holds, and the checkpoint for what all of them hold.
 
+How each consumer uses it::
+
+    # records durable in reading order (the stream's batch engine)
+    checkpoint = Checkpoint(commit_interval)          # consumer config: on_commit=checkpoint.on_commit
+    process(records)                                  # durable on return
+    checkpoint.processed_up_to(next_offsets(records))
+    if checkpoint.due():
+        checkpoint.commit(consumer, asynchronous=True)
+    # on_revoke: checkpoint.commit(consumer, only=revoked); checkpoint.forget(revoked)
+    # on_lost:   checkpoint.forget(lost)
+
+    # records durable out of order (the monitor)
+    checkpoint = Checkpoint(commit_interval, holders=[windower.held_offsets])
+    checkpoint.processed(source, offset)              # every message read
+    checkpoint.hold(key, window.offsets)              # a closed window, until it is published
+    checkpoint.release(key)
+
 Not thread-safe: one consumer thread calls everything (confluent-kafka's rebalance and commit
 callbacks run inside ``poll``/``consume`` on that thread too). Nothing here imports a service;
 confluent-kafka is imported only inside :meth:`Checkpoint.commit`.
@@ -79,7 +96,9 @@ class Checkpoint:
     * **committable**: per processed partition, ``min(position, lowest held offset)``, never less
       than what was committed before: a record below the committed offset was durable when that
       offset was committed (a re-delivery after a rebalance), so holding it again changes nothing.
-    * **due**: ``commit_interval_s`` has passed since the last commit attempt.
+    * **due**: at once (nothing is committed yet), then ``commit_interval_s`` after each commit
+      attempt, whether it had anything to send or not, succeeded or not: a broker that refuses
+      commits is asked again once per interval, not at every poll.
     """
 
     def __init__(
@@ -95,7 +114,7 @@ class Checkpoint:
         self._positions: dict[Source, int] = {}
         self._holds: dict[Hashable, LowestOffsets] = {}
         self._committed: dict[Source, int] = {}
-        self._last_attempt = clock()
+        self._last_attempt: float | None = None
 
     # ------------------------------------------------------------------ processed
 
@@ -164,7 +183,8 @@ class Checkpoint:
         return self._committed
 
     def due(self) -> bool:
-        return self._clock() - self._last_attempt >= self.commit_interval_s
+        last = self._last_attempt
+        return last is None or self._clock() - last >= self.commit_interval_s
 
     def mark_committed(self, offsets: Mapping[Source, int]) -> None:
         """Record a commit done outside :meth:`commit`; restarts the interval."""

@@ -127,13 +127,16 @@ def test_the_commit_never_goes_back_after_a_redelivery() -> None:
     assert cp.uncommitted() == {}
 
 
-def test_due_after_the_interval_since_the_last_attempt() -> None:
+def test_due_at_once_then_after_the_interval_since_the_last_attempt() -> None:
     clock = Clock()
     cp = Checkpoint(2.0, clock=clock)
+    assert cp.due()  # the first durable records are committed without waiting
+    cp.commit(FakeConsumer())  # nothing to commit still restarts the interval
     assert not cp.due()
     clock.now += 2.0
     assert cp.due()
-    cp.commit(FakeConsumer())  # nothing to commit still restarts the interval
+    cp.processed(A, 0)
+    cp.commit(FakeConsumer(raise_error=True))  # a failed commit too: asked again next interval
     assert not cp.due()
     clock.now += 1.0
     cp.mark_committed({A: 1})
