@@ -50,7 +50,13 @@ def format_alert(alert: DriftReport | TrainerAlert) -> tuple[str, str]:
         parts.append(f"mean distance {alert.mean_distance:.2f}")
     if failed:
         parts.append("failed: " + ", ".join(_short(t.name, t.p_value) for t in failed))
-    shown = ("info:policy", "info:too_few_events", "info:late_events")
+    shown = (
+        "info:policy",
+        "info:too_few_events",
+        "info:late_events",
+        "info:verdict_error",
+        "info:evidently_report",
+    )
     notes = [t.detail for t in alert.tests if t.name in shown]
     parts.extend(notes)
     if alert.sampled:

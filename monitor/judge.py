@@ -7,6 +7,13 @@ model's reference would be meaningless. How many labels came from another versio
 
 Test names without a colon form the verdict (OR); names with a colon are informational
 (``evidently:<column>``, ``evidently:dataset_drift``, ``info:<what>``).
+
+A test of the verdict that cannot run must not read as a pass. When Evidently is part of the
+verdict (``evidently_in_verdict``) and crashes, the window is ``insufficient`` (published as
+``insufficient_data``: no verdict, no retrain, the episode neither grows nor ends) with an
+``info:verdict_error`` naming the error, unless a calibrated test already failed: the verdict is
+an OR, so that failure decides it alone (the note says so). A crash of a report-only Evidently
+leaves the verdict as it is and is said in ``info:evidently_report``. Both are logged as errors.
 """
 
 from __future__ import annotations
@@ -132,11 +139,12 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
     }
     seconds = time.perf_counter() - started
     evidently = None
+    crash: str | None = None
     wants_report = ms.reports == "all" or (ms.reports == "non_ok" and bool(failed))
     if ms.evidently_in_verdict or wants_report:
-        evidently = _evidently(window, ref, frame, ms)
+        evidently, crash = _evidently(window, ref, frame, ms)
+    name = "evidently_dataset_drift" if ms.evidently_in_verdict else "evidently:dataset_drift"
     if evidently is not None:
-        name = "evidently_dataset_drift" if ms.evidently_in_verdict else "evidently:dataset_drift"
         tests.append(
             DriftTest(
                 name=name,
@@ -161,6 +169,9 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
                 )
             )
     outcome: Outcome = "fail" if failed else "pass"
+    if crash is not None:
+        note, outcome = _crash_note(window, name, crash, failed, in_verdict=ms.evidently_in_verdict)
+        tests.append(note)
     return Verdict(
         outcome,
         ref.version,
@@ -184,9 +195,11 @@ def warm_up(ms: MonitorSettings) -> None:
 
 def _evidently(
     window: ClosedWindow, ref: Reference, frame: object, ms: MonitorSettings
-) -> EvidentlyResult | None:
+) -> tuple[EvidentlyResult | None, str | None]:
+    """(the report, None), or (None, what went wrong): Evidently is third-party code on data it
+    has not seen, so any exception is caught here and judged by the caller."""
     try:
-        return run_report(
+        result = run_report(
             ref,
             window.features,
             frame,  # type: ignore[arg-type]
@@ -197,9 +210,30 @@ def _evidently(
             name=window.window_id,
             timestamp=window.end,
         )
-    except Exception:
+    except Exception as exc:
         log.exception("Evidently report failed for window %s", window.window_id)
-        return None
+        return None, f"{type(exc).__name__}: {exc}"
+    return result, None
+
+
+def _crash_note(
+    window: ClosedWindow, name: str, crash: str, failed: list[str], *, in_verdict: bool
+) -> tuple[DriftTest, Outcome]:
+    """The note on a crashed Evidently and the outcome it leaves (see the module docstring)."""
+    if not in_verdict:
+        detail = f"the Evidently report could not be made ({crash}); the verdict does not use it"
+        return _info("evidently_report", None, detail), "fail" if failed else "pass"
+    if failed:
+        detail = f"{name} could not run ({crash}); the window fails on the calibrated tests alone"
+        outcome: Outcome = "fail"
+    else:
+        detail = (
+            f"{name} could not run ({crash}); the calibrated tests passed, but without it there "
+            "is no verdict: the window is not judged"
+        )
+        outcome = "insufficient"
+    log.error("window %s: %s", window.window_id, detail)
+    return _info("verdict_error", None, detail), outcome
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -15,20 +15,23 @@ replayed in a minute yields the same windows as the month lived:
 * Memory is bounded: a window keeps at most ``max_events`` events, chosen as those with the smallest
   hash of ``event_id`` (bottom-k sampling). Unlike a reservoir, the sample does not depend on arrival
   order, so replays and parallel instances judge identical samples.
-* For at-least-once processing the windower tells the service, per (topic, partition), the smallest
-  offset still held by an open window; offsets below it can be committed.
+* For at-least-once processing the windower tells the service's checkpoint
+  (personas/checkpoint.py), per (topic, partition), the smallest offset still held by an open
+  window, and each closed window carries the smallest offsets it holds until it is published.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import numpy as np
+
+from personas.checkpoint import LowestOffsets, Source
 
 __all__ = [
     "ClosedWindow",
@@ -41,9 +44,6 @@ __all__ = [
     "Windower",
     "make_windower",
 ]
-
-#: (topic, partition)
-Source = tuple[str, int]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -243,14 +243,11 @@ class _OpenWindow:
     start_us: int
     sample: _BottomK
     responses: int = 0
-    offsets: dict[Source, int] = field(default_factory=dict)
+    offsets: LowestOffsets = field(default_factory=LowestOffsets)
 
     def hold(self, source: Source | None, offset: int | None) -> None:
-        if source is None or offset is None:
-            return
-        current = self.offsets.get(source)
-        if current is None or offset < current:
-            self.offsets[source] = offset
+        if source is not None and offset is not None:
+            self.offsets.add(source, offset)
 
 
 class TimeWindower:
@@ -356,14 +353,9 @@ class TimeWindower:
             self._late_oldest = None
         return closed
 
-    def held_offsets(self) -> dict[Source, int]:
+    def held_offsets(self) -> LowestOffsets:
         """Smallest offset per source still needed by an open window."""
-        held: dict[Source, int] = {}
-        for window in self._open.values():
-            for source, offset in window.offsets.items():
-                if source not in held or offset < held[source]:
-                    held[source] = offset
-        return held
+        return LowestOffsets.of(window.offsets for window in self._open.values())
 
     @property
     def open_windows(self) -> int:
@@ -379,6 +371,14 @@ class _Pending:
     @property
     def key(self) -> tuple[datetime, UUID]:
         return (self.event.submitted_at, self.event.event_id)
+
+
+def _held(items: Iterable[_Pending]) -> LowestOffsets:
+    held = LowestOffsets()
+    for item in items:
+        if item.source is not None and item.offset is not None:
+            held.add(item.source, item.offset)
+    return held
 
 
 class CountWindower:
@@ -442,13 +442,9 @@ class CountWindower:
     def _close(self, chunk: list[_Pending]) -> ClosedWindow:
         self._last_key = chunk[-1].key
         sample = _BottomK(self.max_events)
-        offsets: dict[Source, int] = {}
         for item in chunk:
             sample.add(item.event)
-            if item.source is not None and item.offset is not None:
-                current = offsets.get(item.source)
-                if current is None or item.offset < current:
-                    offsets[item.source] = item.offset
+        offsets = _held(chunk)
         features, versions = _arrays(sample.events(), self.n_features)
         first = chunk[0].event
         late, self._late_since_close = self._late_since_close, 0
@@ -467,14 +463,9 @@ class CountWindower:
             late_oldest=oldest,
         )
 
-    def held_offsets(self) -> dict[Source, int]:
-        held: dict[Source, int] = {}
-        for item in (*self._pending, *self._ready):
-            if item.source is None or item.offset is None:
-                continue
-            if item.source not in held or item.offset < held[item.source]:
-                held[item.source] = item.offset
-        return held
+    def held_offsets(self) -> LowestOffsets:
+        """Smallest offset per source of the events not yet cut into a window."""
+        return _held((*self._pending, *self._ready))
 
     @property
     def open_windows(self) -> int:

@@ -157,3 +157,60 @@ def test_late_events_are_reported_with_the_oldest_time_and_shown_by_persona_aler
     )
     line, _ = format_alert(to_report(window, verdict, decision, report_uri=None))
     assert "3 events arrived after their window was reported" in line
+
+
+def _crashing_evidently(*args: object, **kwargs: object) -> object:
+    raise RuntimeError("evidently blew up")
+
+
+def test_evidently_crash_inside_the_verdict_is_not_a_pass(
+    january: Reference,
+    draw: Draw,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A verdict that includes Evidently's test cannot say "pass" when that test did not run."""
+    monkeypatch.setattr("monitor.judge.run_report", _crashing_evidently)
+    window = closed(draw(np.random.default_rng(8), 200))  # drift-free: the calibrated tests pass
+    ms = settings(evidently_in_verdict=True)
+    with caplog.at_level("ERROR", logger="monitor.judge"):
+        verdict = judge(window, january, ms)
+    assert verdict.outcome == "insufficient"
+    assert verdict.failed_tests == [] and verdict.evidently is None
+    (note,) = [t for t in verdict.tests if t.name == "info:verdict_error"]
+    assert "evidently_dataset_drift could not run" in note.detail
+    assert "RuntimeError: evidently blew up" in note.detail
+    assert any(
+        r.levelname == "ERROR" and window.window_id in r.getMessage() for r in caplog.records
+    )
+    decision = DriftPolicy(consecutive=1).decide(
+        window.window_id, window.start, window.end, verdict.outcome, model_version=1
+    )
+    assert decision.status == "insufficient_data" and decision.retrain is None
+    report = to_report(window, verdict, decision, report_uri=None)
+    line, _ = format_alert(report)
+    assert "evidently_dataset_drift could not run" in line
+
+
+def test_evidently_crash_does_not_hide_a_failed_calibrated_test(
+    january: Reference, draw: Draw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verdict is an OR: a calibrated test that failed decides it without Evidently."""
+    monkeypatch.setattr("monitor.judge.run_report", _crashing_evidently)
+    window = closed(draw(np.random.default_rng(2), 115, std=3.1))
+    verdict = judge(window, january, settings(evidently_in_verdict=True))
+    assert verdict.outcome == "fail" and "distance_shift" in verdict.failed_tests
+    (note,) = [t for t in verdict.tests if t.name == "info:verdict_error"]
+    assert "fails on the calibrated tests alone" in note.detail
+
+
+def test_evidently_report_crash_outside_the_verdict_is_said_in_the_report(
+    january: Reference, draw: Draw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Report-only Evidently: the verdict stands; the report says why it has no Evidently part."""
+    monkeypatch.setattr("monitor.judge.run_report", _crashing_evidently)
+    window = closed(draw(np.random.default_rng(5), 200, std=3.1))
+    verdict = judge(window, january, settings(reports="non_ok"))
+    assert verdict.outcome == "fail" and verdict.evidently is None
+    (note,) = [t for t in verdict.tests if t.name == "info:evidently_report"]
+    assert note.failed is False and "RuntimeError: evidently blew up" in note.detail
