@@ -29,7 +29,7 @@ from personas.schemas import DriftReport, RetrainCommand, utc_now
 from personas.settings import Settings
 
 if TYPE_CHECKING:
-    from monitor.service import MonitorStats
+    from monitor.counters import MonitorStats
 
 __all__ = ["WindowProcessor"]
 

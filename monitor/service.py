@@ -24,10 +24,10 @@ import logging
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from monitor.counters import MonitorStats
 from monitor.judge import warm_up
 from monitor.processor import WindowProcessor
 from monitor.reference import ChampionReference, ReferenceSource
@@ -48,22 +48,6 @@ from personas.settings import Settings
 __all__ = ["MonitorService", "MonitorStats", "WindowProcessor", "run"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class MonitorStats:
-    """Counters updated live by both threads (plain ints: a reader may see them mid-window), for
-    the stop log line, the CLI's summary and callers that watch progress (demo, tests)."""
-
-    labels: int = 0
-    responses: int = 0
-    invalid: int = 0
-    windows: int = 0
-    published: int = 0
-    adopted: int = 0
-    retrains: int = 0
-    late: int = 0
-    future: int = 0  # dated beyond the wall clock + future_margin_s: ignored
 
 
 def _label_event(value: bytes) -> WindowEvent:
