@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from personas.champion import ChampionFollower, ChampionWatcher
+from personas.checkpoint import Checkpoint
 from personas.settings import Settings
 from stream_app.metrics import StreamMetrics
 from stream_app.pipeline import BatchProcessor
@@ -84,11 +85,16 @@ class Runtime:
     assigned: list[int] = field(default_factory=list)
     rebalanced: bool = False
     #: Per (topic, partition), the offset after the newest durable record.
-    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: What is durable and may be committed (the batch engine commits it; for the agent engine,
+    #: whose offsets Faust commits, it feeds the lag gauge).
+    checkpoint: Checkpoint = field(init=False)
     _said_uncommitted: bool = field(default=False, repr=False)
     _stopping: bool = field(default=False, repr=False)
 
     # ------------------------------------------------------------------ readiness
+
+    def __post_init__(self) -> None:
+        self.checkpoint = Checkpoint(self.stream.commit_interval)
 
     @property
     def ready(self) -> bool:
@@ -111,8 +117,7 @@ class Runtime:
 
     def on_revoked(self, keys: Iterable[tuple[str, int]]) -> None:
         """Partitions that are no longer ours: their offsets are the next owner's business."""
-        for key in keys:
-            self.next_offsets.pop(key, None)
+        self.checkpoint.forget(keys)
         self.assigned = []
 
     def health(self) -> dict[str, Any]:
@@ -130,8 +135,9 @@ class Runtime:
     # ------------------------------------------------------------------ progress
 
     def note_done(self, records: list[RawRecord]) -> None:
-        """Batches become durable in order, so the newest batch's offsets are the highest."""
-        self.next_offsets.update(next_offsets(records))
+        """``records`` are durable (labels acknowledged, rows committed). Batches become durable
+        in reading order, so nothing is held: the newest batch's offsets may be committed."""
+        self.checkpoint.processed_up_to(next_offsets(records))
 
     def update_lag(
         self,
@@ -148,7 +154,7 @@ class Runtime:
             return
         gauge = self.metrics.consumer_lag
         for tp in partitions:
-            done = self.next_offsets.get((tp.topic, tp.partition))
+            done = self.checkpoint.position((tp.topic, tp.partition))
             if done is None:
                 continue
             try:

@@ -67,8 +67,6 @@ class BatchIngest(threading.Thread):
         self.runtime = runtime
         self._consumer_factory = consumer_factory
         self._leave = threading.Event()  # finish the current batch, commit, leave the group
-        self._committed: dict[tuple[str, int], int] = {}  # last offset committed per partition
-        self._last_commit = 0.0
         self._last_lag = 0.0
         self._consumer: Any = None
         self._said_protocol = False
@@ -115,22 +113,16 @@ class BatchIngest(threading.Thread):
                 # are waited out inside process(); beyond this the group hands the partitions on).
                 "max.poll.interval.ms": 600_000,
                 "client.id": f"{self.runtime.app_id}-{stream.web_port}",
-                "on_commit": self._on_commit,
+                "on_commit": self.runtime.checkpoint.on_commit,
             },
         )
-
-    def _on_commit(self, err: Any, partitions: Any) -> None:
-        if err is not None:
-            log.warning(
-                "offset commit failed (%s); the events will be re-delivered if we stop", err
-            )
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self.runtime.on_assigned(tp.partition for tp in partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self._commit(consumer, only=revoked, asynchronous=False)
+        self.runtime.checkpoint.commit(consumer, only=revoked, asynchronous=False)
         self._forget(revoked)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
@@ -142,30 +134,7 @@ class BatchIngest(threading.Thread):
 
     def _forget(self, keys: set[tuple[str, int]]) -> None:
         """Partitions that are no longer ours: their offsets are the next owner's business."""
-        for key in keys:
-            self._committed.pop(key, None)
         self.runtime.on_revoked(keys)
-
-    def _commit(
-        self, consumer: Any, *, only: set[tuple[str, int]] | None = None, asynchronous: bool
-    ) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
-
-        pending = {
-            key: offset
-            for key, offset in self.runtime.next_offsets.items()
-            if self._committed.get(key) != offset and (only is None or key in only)
-        }
-        if not pending:
-            return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
-        try:
-            consumer.commit(offsets=offsets, asynchronous=asynchronous)
-        except KafkaException as exc:
-            log.warning("offset commit failed (%s); the events will be re-delivered", exc)
-            return
-        self._committed.update(pending)
-        self._last_commit = time.monotonic()
 
     # ------------------------------------------------------------------ loop
 
@@ -197,6 +166,7 @@ class BatchIngest(threading.Thread):
             on_lost=self._on_lost,
         )
         process = runtime.processor.process
+        checkpoint = runtime.checkpoint
         max_batch, timeout = stream.max_batch, stream.batch_timeout
         while self._running():
             messages = consumer.consume(max_batch, timeout)
@@ -206,16 +176,16 @@ class BatchIngest(threading.Thread):
                 process(records)  # durable on return (raises Stopping if told to stop first)
                 runtime.note_done(records)
                 self._writing = False
+            if checkpoint.due():
+                checkpoint.commit(consumer, asynchronous=True)
             now = time.monotonic()
-            if now - self._last_commit >= stream.commit_interval:
-                self._commit(consumer, asynchronous=True)
             if now - self._last_lag >= LAG_EVERY_SECONDS:
                 self._last_lag = now
                 runtime.update_lag(
                     consumer.assignment,
                     lambda tp: consumer.get_watermark_offsets(tp, cached=True)[1],
                 )
-        self._commit(consumer, asynchronous=False)
+        checkpoint.commit(consumer, asynchronous=False)
 
     def _records(self, messages: list[Any]) -> list[RawRecord]:
         records: list[RawRecord] = []

@@ -159,7 +159,7 @@ def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
     # The second is async too, or (if the interval had not yet passed) the sync one at shutdown.
     assert consumer.commits[1][0] == {("in", 0): 3, ("in", 1): 7}
     assert len(consumer.commits) == 2
-    assert runtime.next_offsets == {("in", 0): 3, ("in", 1): 7}
+    assert runtime.checkpoint.committable() == {("in", 0): 3, ("in", 1): 7}
     assert runtime.rebalanced and runtime.assigned == [0, 1]
     assert ingest.unfinished() is None  # what the shared shutdown would say: nothing
 
@@ -169,7 +169,7 @@ def test_a_batch_interrupted_by_stopping_is_never_committed() -> None:
     ingest, consumer, runtime, fatal = _run([[Msg(0, 0)], [Msg(0, 1), Msg(0, 2)]], processor)
     assert not ingest.clean_exit and not fatal and consumer.closed
     assert [offsets for offsets, _ in consumer.commits] == [{("in", 0): 1}]
-    assert runtime.next_offsets == {("in", 0): 1}
+    assert runtime.checkpoint.committable() == {("in", 0): 1}
     assert ingest.unfinished() == "in-flight batch not durable"
 
 

@@ -89,7 +89,7 @@ def test_revoked_partitions_forget_their_offsets() -> None:
     runtime.note_done([RawRecord(None, b"", "in", 0, 9), RawRecord(None, b"", "in", 1, 2)])
     runtime.on_assigned([0, 1])
     runtime.on_revoked({("in", 0)})
-    assert runtime.next_offsets == {("in", 1): 3} and runtime.assigned == []
+    assert runtime.checkpoint.committable() == {("in", 1): 3} and runtime.assigned == []
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,8 @@ def test_lag_is_high_watermark_minus_next_offset_for_either_consumer(
     high: dict[int, int | None],
 ) -> None:
     runtime = _runtime()
-    runtime.next_offsets = {("in", 0): 100, ("in", 1): 5}  # partition 2: nothing durable yet
+    # partition 2: nothing durable yet
+    runtime.checkpoint.processed_up_to({("in", 0): 100, ("in", 1): 5})
     runtime.update_lag(lambda: [_tp(0), _tp(1), _tp(2)], lambda tp: high[tp.partition])
     gauge = runtime.metrics.consumer_lag
     assert gauge.labels(partition="0")._value.get() == 10
@@ -119,7 +120,7 @@ def test_lag_of_a_consumer_that_is_not_running_is_left_alone() -> None:
         raise KeyError(tp)
 
     runtime = _runtime()
-    runtime.next_offsets = {("in", 0): 1}
+    runtime.checkpoint.processed_up_to({("in", 0): 1})
     runtime.update_lag(not_started, unknown)
     runtime.update_lag(lambda: [_tp(0)], unknown)
     assert not next(iter(runtime.metrics.consumer_lag.collect())).samples
