@@ -92,7 +92,10 @@ class CentroidModel:
         if known_persona_ids is not None:
             unknown = set(self.persona_ids) - known_persona_ids
             if unknown:
-                raise InvalidModel(f"unknown persona ids {sorted(unknown)}")
+                raise InvalidModel(
+                    f"unknown persona ids {sorted(unknown)} (approve them with `persona train accept`, "
+                    "or set PERSONA_ALLOW_NEW_PERSONAS=true)"
+                )
 
     @property
     def n_personas(self) -> int:

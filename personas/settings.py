@@ -155,6 +155,13 @@ class Settings(BaseSettings):
         "", description="Tracking URI; empty = http://<mlflow_host>:<mlflow_port>."
     )
     model_name: str = Field("persona-model", description="Registered model name.")
+    allow_new_personas: bool = Field(
+        False,
+        description=(
+            "Let the stream and the REST service take a champion with persona ids that neither the "
+            "vendor catalogue, the current model nor a person (`persona train accept`) approved."
+        ),
+    )
     champion_alias: str = Field("champion", description="Registry alias of the serving model.")
 
     pg_schema: str = Field(

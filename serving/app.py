@@ -231,7 +231,7 @@ def follow_champion(
         registry=registry,
         cache_dir=serve.cache_dir,
         poll_interval_s=serve.poll_interval_s,
-        allow_new_personas=serve.allow_new_personas,
+        allow_new_personas=settings.allow_new_personas,
         updates_group_prefix=(
             f"{UPDATES_GROUP_PREFIX}-{os.getpid()}" if serve.follow_updates_topic else None
         ),

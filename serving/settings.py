@@ -44,13 +44,6 @@ class ServeSettings(BaseSettings):
             "(polling stays on as the guarantee when Kafka is unreachable)."
         ),
     )
-    allow_new_personas: bool = Field(
-        False,
-        description=(
-            "Accept models with persona ids that neither the vendor catalogue nor the current "
-            "model knows (a human approved a new persona); the stream's setting of the same name."
-        ),
-    )
     registry_timeout_s: int = Field(
         5, ge=1, description="HTTP timeout of one MLflow request (MLflow's own default is 120 s)."
     )

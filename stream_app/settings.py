@@ -76,13 +76,6 @@ class StreamSettings(BaseSettings):
         gt=0,
         description="How often to re-check the registry champion (safety net beside model-updates).",
     )
-    allow_new_personas: bool = Field(
-        False,
-        description=(
-            "Accept models with persona ids that neither the vendor catalogue nor the current "
-            "model knows (a human approved a new persona)."
-        ),
-    )
     commit_interval: float = Field(
         1.0, gt=0, description="Seconds between Kafka offset commits of acknowledged events."
     )

@@ -44,7 +44,7 @@ def follow_champion(
         registry=registry,
         cache_dir=stream.resolved_state_dir(settings) / "models",
         poll_interval_s=stream.registry_poll_seconds,
-        allow_new_personas=stream.allow_new_personas,
+        allow_new_personas=settings.allow_new_personas,
         updates_group_prefix=UPDATES_GROUP_PREFIX,
         on_swap=swapped,
         on_refuse=refused,

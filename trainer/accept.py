@@ -25,6 +25,7 @@ from uuid import UUID
 import numpy as np
 
 from personas.catalogue import load_vendor_catalogue
+from personas.champion import APPROVED_KEY
 from personas.errors import ConfigError
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
@@ -38,12 +39,9 @@ from trainer.job import Job, open_job
 from trainer.retrain import Outcome, judge_refit
 from trainer.settings import TrainerSettings
 
-__all__ = ["APPROVED_KEY", "accept_candidates"]
+__all__ = ["accept_candidates"]
 
 log = logging.getLogger(__name__)
-
-#: Model metadata key listing the persona ids a person approved (stream_app.swap trusts these).
-APPROVED_KEY = "approved_new_personas"
 
 
 class CannotAccept(ConfigError):

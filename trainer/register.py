@@ -324,8 +324,9 @@ def announce(
     publisher: Publisher,
     now: datetime | None = None,
 ) -> ModelUpdated:
-    """Publish ModelUpdated for a champion that has moved. Consumers compare versions, so saying
-    it twice (a resumed command cannot know whether the first attempt got this far) is harmless."""
+    """Publish ModelUpdated for a champion that has moved. A message only wakes its consumers,
+    who re-read the alias (personas.champion), so saying it twice (a resumed command cannot know
+    whether the first attempt got this far) is harmless."""
     event = ModelUpdated(
         model_name=settings.model_name,
         version=registered.version,

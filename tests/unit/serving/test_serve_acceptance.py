@@ -25,8 +25,10 @@ def _with(model: CentroidModel, **changes: Any) -> CentroidModel:
     return CentroidModel.from_dict({**model.to_dict(), **changes})
 
 
-def _both(tmp_path: Path, registry: FakeRegistry) -> dict[str, ChampionFollower]:
-    settings = Settings(model_name="persona-model")
+def _both(
+    tmp_path: Path, registry: FakeRegistry, *, allow_new_personas: bool = False
+) -> dict[str, ChampionFollower]:
+    settings = Settings(model_name="persona-model", allow_new_personas=allow_new_personas)
     serve = ServeSettings(cache_dir=tmp_path / "serve", follow_updates_topic=False)
     stream = StreamSettings(state_dir=tmp_path / "stream")
     return {
@@ -91,3 +93,16 @@ def test_an_approved_new_persona_is_taken_by_both(
     for name, follower in followers.items():
         assert follower.refresh("model-updates") is True, name
         assert follower.current.persona_ids == approved.persona_ids, name
+
+
+def test_one_setting_lets_both_take_unapproved_personas(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
+    """PERSONA_ALLOW_NEW_PERSONAS is shared: the services can no longer be set apart."""
+    registry = FakeRegistry()
+    registry.versions[2] = _with(vendor_model, persona_ids=[*vendor_model.persona_ids[:-1], 42])
+    followers = _both(tmp_path, registry, allow_new_personas=True)
+    registry.champion = 2
+    for name, follower in followers.items():
+        assert follower.refresh("model-updates") is True, name
+        assert 42 in follower.current.persona_ids, name

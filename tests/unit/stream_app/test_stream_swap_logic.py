@@ -55,11 +55,14 @@ def _follower(
     tmp_path: Path,
     registry: _Registry,
     metrics: StreamMetrics | None = None,
-    **stream: object,
+    *,
+    allow_new_personas: bool = False,
 ) -> ChampionFollower:
-    settings = StreamSettings(state_dir=tmp_path, **stream)  # type: ignore[arg-type]
     follower = follow_champion(
-        Settings(model_name="m"), settings, metrics or StreamMetrics(), registry=registry
+        Settings(model_name="m", allow_new_personas=allow_new_personas),
+        StreamSettings(state_dir=tmp_path),
+        metrics or StreamMetrics(),
+        registry=registry,
     )
     follower.load()
     return follower
