@@ -10,6 +10,7 @@ Every PersonaError becomes one readable line on stderr and its exit code, never 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -55,12 +56,14 @@ def main() -> None:
 
     from personas.errors import PersonaError
     from personas.registry import bound_http_client
+    from personas.settings import check_renamed
 
     # Every command names a dead MLflow within seconds; services replace these with their own
     # settings (stream worker, REST service); MLFLOW_HTTP_* in the environment win over both.
     bound_http_client(timeout_s=15, retries=2)
 
     try:
+        check_renamed(os.environ)
         build_app()(standalone_mode=True)
     except PersonaError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)

@@ -7,6 +7,7 @@ read at import time: build ``Settings()`` in ``main()`` / the CLI and pass it do
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "RENAMED",
     "KafkaProtocol",
     "PgSslMode",
     "SaslMechanism",
@@ -27,6 +29,31 @@ __all__ = [
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 PgSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+#: Settings that were renamed: the settings classes ignore unknown names (one .env serves every
+#: service), so an old name would be dropped silently. The CLI refuses it instead, naming the new
+#: one (``check_renamed``).
+RENAMED = {
+    # one acceptance rule for the stream and REST, so one setting (2026-12)
+    "PERSONA_STREAM_ALLOW_NEW_PERSONAS": "PERSONA_ALLOW_NEW_PERSONAS",
+    "PERSONA_SERVE_ALLOW_NEW_PERSONAS": "PERSONA_ALLOW_NEW_PERSONAS",
+}
+
+
+def check_renamed(environ: Mapping[str, str], env_file: Path = Path(".env")) -> None:
+    """Raise ConfigError if the environment or ``env_file`` still sets a renamed setting."""
+    from dotenv import dotenv_values
+
+    names = set(environ)
+    if env_file.is_file():
+        names |= set(dotenv_values(env_file))
+    old = sorted(names & RENAMED.keys())
+    if old:
+        from personas.errors import ConfigError
+
+        where = ", ".join(f"{name} is now {RENAMED[name]}" for name in old)
+        raise ConfigError(f"renamed setting: {where} (rename it in the environment or .env)")
 
 
 def read_secret(path: Path, setting: str) -> str:

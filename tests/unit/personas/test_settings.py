@@ -74,3 +74,35 @@ def test_settings_env_round_trips_every_kind_of_value(tmp_path: Path) -> None:
         for name, value in env.items():
             mp.setenv(name, value)
         assert Settings(_env_file=None) == settings
+
+
+def test_a_renamed_setting_is_refused_with_its_new_name(tmp_path: Path) -> None:
+    from personas.errors import ConfigError
+    from personas.settings import check_renamed
+
+    check_renamed({"PERSONA_ALLOW_NEW_PERSONAS": "true"}, tmp_path / ".env")  # the new name: fine
+    with pytest.raises(ConfigError, match="PERSONA_STREAM_ALLOW_NEW_PERSONAS is now PERSONA_ALLOW"):
+        check_renamed({"PERSONA_STREAM_ALLOW_NEW_PERSONAS": "true"}, tmp_path / ".env")
+    (tmp_path / ".env").write_text("PERSONA_SERVE_ALLOW_NEW_PERSONAS=true\n")
+    with pytest.raises(ConfigError, match="PERSONA_SERVE_ALLOW_NEW_PERSONAS is now"):
+        check_renamed({}, tmp_path / ".env")
+
+
+def test_the_cli_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import sys
+
+    from persona_cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PERSONA_STREAM_ALLOW_NEW_PERSONAS", "true")
+    monkeypatch.setattr(sys, "argv", ["persona", "stack", "status"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: renamed setting: PERSONA_STREAM_ALLOW_NEW_PERSONAS is now "
+        "PERSONA_ALLOW_NEW_PERSONAS (rename it in the environment or .env)"
+    ]
