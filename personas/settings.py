@@ -45,10 +45,15 @@ def check_renamed(environ: Mapping[str, str], env_file: Path = Path(".env")) -> 
     """Raise ConfigError if the environment or ``env_file`` still sets a renamed setting."""
     from dotenv import dotenv_values
 
-    names = set(environ)
+    values: dict[str, str | None] = dict(environ)
     if env_file.is_file():
-        names |= set(dotenv_values(env_file))
-    old = sorted(names & RENAMED.keys())
+        values = {**dotenv_values(env_file), **values}
+    # An old name left at its default changes nothing (a copied .env.example has them all).
+    old = sorted(
+        name
+        for name in RENAMED.keys() & values.keys()
+        if (values[name] or "").strip().lower() not in ("", "false", "0", "no")
+    )
     if old:
         from personas.errors import ConfigError
 

@@ -81,6 +81,7 @@ def test_a_renamed_setting_is_refused_with_its_new_name(tmp_path: Path) -> None:
     from personas.settings import check_renamed
 
     check_renamed({"PERSONA_ALLOW_NEW_PERSONAS": "true"}, tmp_path / ".env")  # the new name: fine
+    check_renamed({"PERSONA_STREAM_ALLOW_NEW_PERSONAS": "false"}, tmp_path / ".env")  # default
     with pytest.raises(ConfigError, match="PERSONA_STREAM_ALLOW_NEW_PERSONAS is now PERSONA_ALLOW"):
         check_renamed({"PERSONA_STREAM_ALLOW_NEW_PERSONAS": "true"}, tmp_path / ".env")
     (tmp_path / ".env").write_text("PERSONA_SERVE_ALLOW_NEW_PERSONAS=true\n")
