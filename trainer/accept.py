@@ -25,7 +25,7 @@ from uuid import UUID
 import numpy as np
 
 from personas.catalogue import load_vendor_catalogue
-from personas.champion import APPROVED_KEY
+from personas.champion import APPROVED_KEY, approved_ids
 from personas.errors import ConfigError
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
@@ -157,7 +157,9 @@ def _accept(job: Job, names: list[str], accepted_by: str) -> Outcome:
             "new_personas.json": new_personas,
             "candidates.json": {"candidates": candidates},
         },
-        lineage=publish.Lineage(held.range_start, held.range_end, champion.version),
+        lineage=publish.Lineage(
+            held.range_start, held.range_end, champion.version, approved_ids(champion)
+        ),
     )
     done = publish.publish(job, fitted, reason)
     return Outcome(

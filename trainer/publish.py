@@ -3,7 +3,8 @@
 ``publish(job, fitted, reason)``:
 
 1. **model** — the outlier distance by the robust chi-square rule (trainer/fitting.py) from the
-   rows the model was fitted on, the metadata (the job's own, the command's lineage, the rule);
+   rows the model was fitted on, the metadata (the job's own, the command's lineage with the
+   parent's approvals carried forward, the rule);
 2. **run** — one MLflow run: params, metrics (the job's plus the outlier and cluster-size
    metrics every version has), documents, ``reference.parquet`` and the sklearn model;
 3. **version** — ``persona_model.json`` with version null, the registered version (tags: source,
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from personas.champion import APPROVED_KEY
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
 from personas.schemas import ModelUpdated
@@ -61,11 +63,17 @@ Source = Literal["bootstrap", "retrain", "accepted"]
 
 @dataclass(frozen=True)
 class Lineage:
-    """What a refit descends from: the command's event-time range and the champion it refits."""
+    """What a refit descends from: the command's event-time range and the champion it refits.
+
+    ``parent_approved`` is the parent's ``approved_ids``: a version carries every approval of
+    its lineage forward, because followers judge a version by itself (personas/champion/
+    acceptance.py) — a retrain of an accepted model must not lose the person's approval.
+    """
 
     range_start: datetime
     range_end: datetime
     parent_version: int
+    parent_approved: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,9 @@ def finished_model(job: Job, fitted: Fitted) -> tuple[CentroidModel, dict[str, f
                 "parent_version": fitted.lineage.parent_version,
             }
         )
+        approved = fitted.lineage.parent_approved | set(metadata.get(APPROVED_KEY, []))
+        if approved:
+            metadata[APPROVED_KEY] = sorted(approved)
     metadata["outlier_rule"] = f"robust chi-square, q={q}"
     model = replace(fitted.personas, outlier_distance=threshold, metadata=metadata)
     distance = np.sqrt(((x - centroids[labels]) ** 2).sum(axis=1))

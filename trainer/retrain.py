@@ -31,6 +31,7 @@ from uuid import UUID
 
 import numpy as np
 
+from personas.champion import approved_ids
 from personas.errors import InvalidModel
 from personas.model import CentroidModel
 from personas.registry import champion_version, load_version
@@ -321,7 +322,9 @@ def _train(job: Job, cmd: RetrainCommand, champion: CentroidModel) -> Outcome:
         metadata={"source": "retrain"},
         metrics=metrics,
         documents={"centroid_shift.json": shift_doc, "gate.json": _gate_doc(gate)},
-        lineage=publish.Lineage(cmd.range_start, cmd.range_end, champion.version),
+        lineage=publish.Lineage(
+            cmd.range_start, cmd.range_end, champion.version, approved_ids(champion)
+        ),
     )
     done = publish.publish(job, fitted, reason)
     return Outcome(

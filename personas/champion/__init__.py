@@ -1,7 +1,7 @@
 """Following the registry's champion: the one component the stream worker and the REST service
 use to pick, validate, cache and hot-swap the model they label with (see ``follower``)."""
 
-from personas.champion.acceptance import APPROVED_KEY, check_candidate
+from personas.champion.acceptance import APPROVED_KEY, approved_ids, check_candidate
 from personas.champion.cache import ModelCache
 from personas.champion.follower import (
     ChampionFollower,
@@ -27,6 +27,7 @@ __all__ = [
     "Registry",
     "Source",
     "UpdateListener",
+    "approved_ids",
     "check_candidate",
     "is_update_for",
 ]

@@ -25,9 +25,9 @@ Used by the stream worker and by every REST worker, so both accept exactly the s
   its champion is unusable, the last champion this machine loaded (``cache.ModelCache``); else
   the vendor centroids as version 0. If the registry answers and has no champion, the vendor
   model is right (a stale disk copy is a model the registry no longer vouches for). The first
-  model of a process has no current model to compare persona identities with, so it is checked
-  for structure and self-labelling only (``allow_new_personas`` for that one check): a worker
-  restarting on a champion whose personas were approved versions ago must not refuse it.
+  model — from the registry or the cache — passes the same ``check_candidate`` as every later
+  one: the rule depends on the candidate alone (its lineage carries its approvals), so a worker
+  that starts today accepts exactly what a worker that has run for a month accepts.
 
 Service-specific needs go through parameters: the stream's metrics through ``on_swap`` /
 ``on_refuse``, REST's readiness through ``status``; ``updates_group_prefix`` is the service's
@@ -246,7 +246,7 @@ class ChampionFollower:
             return self._vendor(f"no '{alias}' registered")
         try:
             model = self.registry.load_version(self.settings, version)
-            check_candidate(model, None, allow_new_personas=True)  # first model: see module doc
+            check_candidate(model, allow_new_personas=self._allow_new)
         except InvalidModel as exc:
             self._refuse(version, str(exc), "start")
             return self._fallback("champion invalid")
@@ -259,7 +259,7 @@ class ChampionFollower:
     def _offer(self, candidate: CentroidModel, source: str) -> bool:
         current = self.loaded
         try:
-            check_candidate(candidate, current.model, allow_new_personas=self._allow_new)
+            check_candidate(candidate, allow_new_personas=self._allow_new)
         except InvalidModel as exc:
             self._refuse(candidate.version, str(exc), source)
             return False
@@ -333,7 +333,7 @@ class ChampionFollower:
         cached = self.cache.load()
         if cached is not None:
             try:
-                check_candidate(cached, None, allow_new_personas=True)
+                check_candidate(cached, allow_new_personas=self._allow_new)
             except InvalidModel as exc:
                 log.warning("ignoring cached model %s: %s", self.cache.path, exc)
             else:

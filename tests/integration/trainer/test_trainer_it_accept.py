@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 from persona_cli import build_app
 from personas import db, registry
 from personas.catalogue import Catalogue
-from personas.champion import check_candidate
+from personas.champion import APPROVED_KEY, ChampionFollower, check_candidate
 from personas.model import CentroidModel
 from personas.settings import Settings
 from trainer.accept import CannotAccept, accept_candidates
@@ -65,7 +66,7 @@ def test_accepted_candidate_becomes_a_named_persona_the_stream_accepts(
     assert (model.label(newcomer).persona_id == new_id).mean() > 0.95
     assert (model.label(x).persona_id == np.asarray(catalogue.ids)[which]).mean() > 0.95
     # Stream workers refuse unknown persona ids, but take the approved one.
-    check_candidate(model, vendor_model, allow_new_personas=False)
+    check_candidate(model, allow_new_personas=False)
     reference = registry.load_reference(s, 2)
     assert new_id in set(reference["persona_id"])
 
@@ -137,3 +138,40 @@ def test_an_accept_interrupted_after_registering_is_finished_not_fitted_again(
     assert row == ("promoted", 2)
     updates = read_all(s, s.topics.model_updates)
     assert [(u[1]["version"], u[1]["previous_version"]) for u in updates] == [(1, None), (2, 1)]
+
+
+def test_a_retrain_of_an_accepted_model_carries_the_approval_to_a_fresh_follower(
+    isolated_settings: Settings,
+    trainer_settings: TrainerSettings,
+    catalogue: Catalogue,
+    vendor_model: CentroidModel,
+    tmp_path: Path,
+) -> None:
+    """v2 accepts a persona; v3 retrains v2. A worker starting on v3 (it never saw v2) takes it,
+    because v3 lists v2's approval — it used to list none, and a follower that skipped v2
+    refused v3 and every later champion."""
+    s, ts = isolated_settings, trainer_settings
+    bootstrap(s, trainer_settings=ts)
+    x, _ = blobs(catalogue.centroids, 300, 2.0, seed=25)
+    newcomer, _ = blobs(np.full((1, 10), 8.0), 120, 2.0, seed=26)
+    insert_labels(s, vendor_model, np.vstack([x, newcomer]), FEB, WEEK)
+    held = command(FEB, FEB + WEEK)
+    assert handle_command(s, held, trainer_settings=ts).status == "candidate_persona"
+    accepted = accept_candidates(s, held.command_id, ["Frugal Fiona"], trainer_settings=ts)
+    assert (accepted.status, accepted.version) == ("promoted", 2), accepted.reason
+    v2 = registry.load_version(s, 2)
+    new_id = v2.persona_ids[-1]
+
+    shifted = np.vstack([v2.centroids[:-1], v2.centroids[-1:]]) + 0.6
+    x3, _ = blobs(shifted, 200, 2.0, seed=27)
+    insert_labels(s, v2, x3, FEB + WEEK, WEEK)
+    retrained = handle_command(s, command(FEB + WEEK, FEB + 2 * WEEK), trainer_settings=ts)
+    assert (retrained.status, retrained.version) == ("promoted", 3), retrained.reason
+
+    v3 = registry.load_version(s, 3)
+    assert v3.persona_ids == v2.persona_ids
+    assert v3.metadata[APPROVED_KEY] == [new_id]
+    check_candidate(v3, allow_new_personas=False)
+    follower = ChampionFollower(s, cache_dir=tmp_path, poll_interval_s=3600)
+    assert follower.load().model.version == 3
+    assert follower.status.last_error is None

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 from champion_fakes import DOWN, Consumer, Registry, version_of
 
-from personas.champion import ChampionFollower, UpdateListener, check_candidate
+from personas.champion import (
+    APPROVED_KEY,
+    ChampionFollower,
+    UpdateListener,
+    approved_ids,
+    check_candidate,
+)
 from personas.errors import InvalidModel, PersonaError
 from personas.model import CentroidModel
 from personas.schemas import ModelUpdated, utc_now
@@ -35,18 +41,70 @@ def _update(version: int, *, name: str = "m", alias: str = "champion") -> bytes:
 def test_check_candidate_refuses_what_labels_wrongly(vendor_model: CentroidModel) -> None:
     ids = [*vendor_model.persona_ids[:-1], 42]
     with pytest.raises(InvalidModel, match=r"unknown persona ids \[42\]"):
-        check_candidate(
-            version_of(vendor_model, 2, persona_ids=ids), vendor_model, allow_new_personas=False
-        )
+        check_candidate(version_of(vendor_model, 2, persona_ids=ids), allow_new_personas=False)
     same = vendor_model.centroids.copy()
     same[1] = same[0]
     with pytest.raises(InvalidModel, match="own persona"):
         check_candidate(
-            version_of(vendor_model, 2, centroids=same.tolist()), None, allow_new_personas=True
+            version_of(vendor_model, 2, centroids=same.tolist()), allow_new_personas=True
         )
-    check_candidate(
-        version_of(vendor_model, 2, persona_ids=ids), vendor_model, allow_new_personas=True
-    )
+    check_candidate(version_of(vendor_model, 2, persona_ids=ids), allow_new_personas=True)
+    approved = version_of(vendor_model, 2, persona_ids=ids, metadata={APPROVED_KEY: [42]})
+    check_candidate(approved, allow_new_personas=False)
+
+
+@pytest.mark.parametrize("listed", [["42"], [42.0], [True], "42", {"42": 1}, None])
+def test_only_a_list_of_integer_ids_approves(vendor_model: CentroidModel, listed: object) -> None:
+    ids = [*vendor_model.persona_ids[:-1], 42]
+    candidate = version_of(vendor_model, 2, persona_ids=ids, metadata={APPROVED_KEY: listed})
+    assert approved_ids(candidate) == frozenset()
+    with pytest.raises(InvalidModel, match="unknown persona ids"):
+        check_candidate(candidate, allow_new_personas=False)
+
+
+def test_a_follower_that_skipped_the_accepted_version_takes_its_retrained_successor(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
+    """v6 was accepted (persona 42 approved), v8 retrained from it and carries the approval: a
+    worker that never saw v6 — listener down, a blip while v6 downloaded, a fresh start — takes
+    v8 like one that stepped through v6. A v8 without the approval is refused by both: the rule
+    is the candidate's, not the history of the process that asks."""
+    ids = [*vendor_model.persona_ids, 42]
+    grown = [*vendor_model.centroids.tolist(), [9.0] * vendor_model.centroids.shape[1]]
+    names = [*vendor_model.persona_names, "New Nora"]
+
+    def grown_version(version: int, approved: list[int] | None) -> CentroidModel:
+        metadata = {} if approved is None else {APPROVED_KEY: approved}
+        return version_of(
+            vendor_model, version, persona_ids=ids, persona_names=names, centroids=grown,
+            metadata=metadata,
+        )  # fmt: skip
+
+    registry = Registry()
+    registry.models[6] = grown_version(6, [42])
+    registry.models[8] = grown_version(8, [42])
+    registry.models[9] = grown_version(9, None)
+    registry.champion = None
+    stepped, skipped = _follower(tmp_path / "a", registry), _follower(tmp_path / "b", registry)
+    stepped.load()
+    skipped.load()
+    registry.champion = 6
+    assert stepped.refresh()
+    registry.champion = 8
+    assert stepped.refresh() and stepped.current.version == 8
+    assert skipped.refresh() and skipped.current.version == 8
+    fresh = _follower(tmp_path / "c", registry)
+    fresh.load()
+    assert fresh.current.version == 8
+
+    registry.champion = 9
+    for follower in (stepped, skipped, fresh):
+        assert not follower.refresh()
+        assert follower.current.version == 8
+        assert 9 in follower.refused_versions
+    started_on_9 = _follower(tmp_path / "d", registry)
+    started_on_9.load()
+    assert started_on_9.current.version != 9  # the first model passes the same rule
 
 
 def test_a_cached_model_is_checked_like_any_other(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from personas.catalogue import FEATURES, Catalogue
+from personas.champion import APPROVED_KEY
 from personas.errors import InvalidModel, ServiceUnavailable
 from personas.model import CentroidModel
 from personas.schemas import ModelUpdated
@@ -430,3 +431,20 @@ def test_versions_with_tags_needs_every_tag(monkeypatch: pytest.MonkeyPatch) -> 
     assert register.versions_with_tags(Settings(), {"a": "1", "b": "2"}) == [2, 3]
     assert register.versions_with_tags(Settings(), {"a": "1"}) == [1, 2, 3]
     assert json.dumps(register.versions_with_tags(Settings(), {"c": "x"})) == "[]"
+
+
+def test_a_refit_carries_its_parents_approvals_with_its_own(
+    ts: TrainerSettings, catalogue: Catalogue
+) -> None:
+    """Followers judge a version by its own metadata, so approvals travel down the lineage."""
+    fitted = _fitted(catalogue, lineage=True)
+    assert fitted.lineage is not None
+    lineage = replace(fitted.lineage, parent_approved=frozenset({42}))
+    job = _job(ts, uuid.uuid4())
+    inherited, _ = publish.finished_model(job, replace(fitted, lineage=lineage))
+    assert inherited.metadata[APPROVED_KEY] == [42]
+    own = replace(fitted, lineage=lineage, metadata={APPROVED_KEY: [50, 7]})
+    both, _ = publish.finished_model(job, own)
+    assert both.metadata[APPROVED_KEY] == [7, 42, 50]
+    plain, _ = publish.finished_model(job, fitted)
+    assert APPROVED_KEY not in plain.metadata
