@@ -96,9 +96,16 @@ class Checkpoint:
     * **committable**: per processed partition, ``min(position, lowest held offset)``, never less
       than what was committed before: a record below the committed offset was durable when that
       offset was committed (a re-delivery after a rebalance), so holding it again changes nothing.
-    * **due**: at once (nothing is committed yet), then ``commit_interval_s`` after each commit
-      attempt, whether it had anything to send or not, succeeded or not: a broker that refuses
-      commits is asked again once per interval, not at every poll.
+    * **due**: at once while nothing has been sent, then ``commit_interval_s`` after each commit
+      attempt that had something to send, succeeded or not: a broker that refuses commits is
+      asked again once per interval, not at every poll, while an attempt with nothing to send
+      leaves the commit due — the first durable batch, or one after a quiet spell, is committed
+      without waiting out an interval nobody used.
+    * **in flight**: an asynchronous commit counts as committed when sent (so it is not sent
+      again every interval) but stays *in flight* until ``on_commit`` confirms it. A synchronous
+      commit — the last one before a partition is handed over or the consumer closes — sends the
+      in-flight offsets again: if the asynchronous one then fails, the next owner would re-read
+      records that were durable.
     """
 
     def __init__(
@@ -114,6 +121,7 @@ class Checkpoint:
         self._positions: dict[Source, int] = {}
         self._holds: dict[Hashable, LowestOffsets] = {}
         self._committed: dict[Source, int] = {}
+        self._in_flight: dict[Source, int] = {}  # asynchronous commits not confirmed yet
         self._last_attempt: float | None = None
 
     # ------------------------------------------------------------------ processed
@@ -168,12 +176,15 @@ class Checkpoint:
             out[source] = max(offset, self._committed.get(source, offset))
         return out
 
-    def uncommitted(self, only: Collection[Source] | None = None) -> dict[Source, int]:
-        """What :meth:`committable` gives that differs from what was last committed."""
+    def uncommitted(
+        self, only: Collection[Source] | None = None, *, in_flight: bool = False
+    ) -> dict[Source, int]:
+        """What :meth:`committable` gives that differs from what was last committed — and, with
+        ``in_flight``, also what an unconfirmed asynchronous commit sent."""
         return {
             source: offset
             for source, offset in self.committable(only).items()
-            if self._committed.get(source) != offset
+            if self._committed.get(source) != offset or (in_flight and source in self._in_flight)
         }
 
     @property
@@ -189,6 +200,8 @@ class Checkpoint:
     def mark_committed(self, offsets: Mapping[Source, int]) -> None:
         """Record a commit done outside :meth:`commit`; restarts the interval."""
         self._committed.update(offsets)
+        for source in offsets:
+            self._in_flight.pop(source, None)
         self._last_attempt = self._clock()
 
     def commit(
@@ -203,14 +216,15 @@ class Checkpoint:
         A failed commit is logged, not raised: the records since the last commit are read again
         after a restart, which every consumer here absorbs (idempotent sinks, stored windows).
         An asynchronous commit is recorded when sent; pass :meth:`on_commit` as the consumer's
-        ``on_commit`` callback so a failure is retried at the next due commit.
+        ``on_commit`` callback so a failure is retried at the next due commit. A synchronous
+        commit also re-sends what asynchronous ones still have in flight.
         """
         from confluent_kafka import KafkaException, TopicPartition
 
-        self._last_attempt = self._clock()
-        pending = self.uncommitted(only)
+        pending = self.uncommitted(only, in_flight=not asynchronous)
         if not pending:
             return {}
+        self._last_attempt = self._clock()
         offsets = [TopicPartition(t, p, o) for (t, p), o in pending.items()]
         try:
             result = consumer.commit(offsets=offsets, asynchronous=asynchronous)
@@ -222,14 +236,24 @@ class Checkpoint:
                 log.warning("offset commit failed for %s[%d]: %s", tp.topic, tp.partition, tp.error)
                 pending.pop((tp.topic, tp.partition), None)
         self._committed.update(pending)
+        for source, offset in pending.items():
+            if asynchronous:
+                self._in_flight[source] = offset
+            else:
+                self._in_flight.pop(source, None)
         return pending
 
     def on_commit(self, err: Any, partitions: Iterable[Any]) -> None:
-        """confluent-kafka's ``on_commit`` callback: a failed commit is forgotten, so the next due
-        commit sends it again (unless a later commit already replaced it)."""
-        failed = [
-            tp for tp in partitions if err is not None or getattr(tp, "error", None) is not None
-        ]
+        """confluent-kafka's ``on_commit`` callback: a confirmed commit is no longer in flight; a
+        failed one is forgotten, so the next due commit sends it again (unless a later commit
+        already replaced it)."""
+        failed = []
+        for tp in partitions:
+            source = (tp.topic, tp.partition)
+            if self._in_flight.get(source) == tp.offset:
+                del self._in_flight[source]
+            if err is not None or getattr(tp, "error", None) is not None:
+                failed.append(tp)
         if not failed:
             return
         log.warning(
@@ -248,6 +272,7 @@ class Checkpoint:
         for source in gone:
             self._positions.pop(source, None)
             self._committed.pop(source, None)
+            self._in_flight.pop(source, None)
         for held in self._holds.values():
             for source in gone:
                 held.pop(source, None)

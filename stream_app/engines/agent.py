@@ -120,6 +120,15 @@ def attach(app: faust.App, runtime: Runtime) -> AgentEngine:
     async def consumer_lag() -> None:
         runtime.update_lag(app.consumer.assignment, app.consumer.highwater)
 
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_partitions_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        # Faust seeks a partition given back to us to the group's committed offset, which may be
+        # below what we processed: a position kept from before would make the lag gauge read
+        # low until we caught up again (the batch engine forgets in its own on_revoke).
+        runtime.on_revoked(
+            (tp.topic, tp.partition) for tp in revoked if tp.topic == settings.topics.responses
+        )
+
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalance_complete(sender: Any, **_: Any) -> None:
         runtime.on_assigned(

@@ -131,17 +131,51 @@ def test_due_at_once_then_after_the_interval_since_the_last_attempt() -> None:
     clock = Clock()
     cp = Checkpoint(2.0, clock=clock)
     assert cp.due()  # the first durable records are committed without waiting
-    cp.commit(FakeConsumer())  # nothing to commit still restarts the interval
-    assert not cp.due()
-    clock.now += 2.0
+    cp.commit(FakeConsumer())  # nothing to send: the commit stays due, no interval starts
     assert cp.due()
     cp.processed(A, 0)
+    cp.commit(FakeConsumer())
+    assert not cp.due()
+    cp.commit(FakeConsumer())  # an empty attempt within the interval changes nothing
+    clock.now += 2.0
+    assert cp.due()
+    cp.processed(A, 1)
     cp.commit(FakeConsumer(raise_error=True))  # a failed commit too: asked again next interval
     assert not cp.due()
     clock.now += 1.0
-    cp.mark_committed({A: 1})
+    cp.mark_committed({A: 2})
     clock.now += 1.5
     assert not cp.due()
+
+
+def test_a_quiet_spell_does_not_delay_the_next_durable_batch() -> None:
+    """Polls with nothing new attempt commits; none of them may start an interval, or the first
+    batch after the spell waits up to ``commit_interval_s`` (found by review)."""
+    clock = Clock()
+    cp = Checkpoint(5.0, clock=clock)
+    consumer = FakeConsumer()
+    for _ in range(3):
+        if cp.due():
+            cp.commit(consumer)
+        clock.now += 1.0
+    cp.processed(A, 0)
+    assert cp.due()
+    assert cp.commit(consumer) == {A: 1}
+
+
+def test_a_sync_commit_sends_again_what_an_async_one_has_in_flight() -> None:
+    """The revoke/close commit must not trust an async commit that has not been confirmed: if it
+    fails after the partition is handed over, the next owner re-reads durable records."""
+    consumer = FakeConsumer()
+    cp = Checkpoint(0.0)
+    cp.processed(A, 3)
+    cp.processed(B, 3)
+    assert cp.commit(consumer, asynchronous=True) == {A: 4, B: 4}
+    cp.on_commit(None, [TopicPartition(*B, 4)])  # B confirmed, A still in flight
+    assert cp.commit(consumer, asynchronous=True) == {}  # not re-sent every interval
+    assert cp.commit(consumer, only={A, B}) == {A: 4}
+    assert cp.commit(consumer) == {}  # confirmed by the sync commit
+    assert consumer.calls[-1] == ({A: 4}, False)
 
 
 def test_commit_sends_only_what_changed() -> None:
@@ -152,6 +186,7 @@ def test_commit_sends_only_what_changed() -> None:
     assert cp.commit(consumer) == {A: 1, B: 1}
     cp.processed(B, 1)
     assert cp.commit(consumer, asynchronous=True) == {B: 2}
+    cp.on_commit(None, [TopicPartition(*B, 2)])
     assert cp.commit(consumer) == {}
     assert consumer.calls == [({A: 1, B: 1}, False), ({B: 2}, True)]
     assert cp.committed == {A: 1, B: 2}

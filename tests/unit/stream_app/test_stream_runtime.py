@@ -92,6 +92,28 @@ def test_revoked_partitions_forget_their_offsets() -> None:
     assert runtime.checkpoint.committable() == {("in", 1): 3} and runtime.assigned == []
 
 
+def test_the_agent_engine_forgets_revoked_partitions_so_the_lag_gauge_is_not_stale(
+    tmp_path: Any,
+) -> None:
+    """Faust seeks a partition given back to a worker to the group's committed offset: a position
+    kept from before the rebalance would keep its lag gauge low (found by review — the agent
+    engine never told the runtime about revocations)."""
+    from faust.types import TP
+
+    from stream_app.app import build_app
+    from stream_app.engines import agent
+
+    runtime = _runtime()
+    app = build_app(runtime.settings, StreamSettings(state_dir=tmp_path))
+    agent.attach(app, runtime)
+    runtime.note_done([RawRecord(None, b"", "in", 0, 9), RawRecord(None, b"", "in", 1, 2)])
+
+    asyncio.run(app.on_partitions_revoked.send({TP("in", 0), TP("other", 1)}))
+
+    assert runtime.checkpoint.position(("in", 0)) is None
+    assert runtime.checkpoint.position(("in", 1)) == 3
+
+
 @pytest.mark.parametrize(
     "high",
     [
