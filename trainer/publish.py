@@ -47,7 +47,7 @@ __all__ = [
     "Fitted",
     "Lineage",
     "Published",
-    "Source",
+    "VersionSource",
     "go_live",
     "publish",
     "registered_by",
@@ -58,7 +58,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Where a version comes from (version and run tag ``persona_source``).
-Source = Literal["bootstrap", "retrain", "accepted"]
+VersionSource = Literal["bootstrap", "retrain", "accepted"]
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class Fitted:
     ``personas.centroids`` that row ``i`` of ``frame`` belongs to.
     """
 
-    source: Source
+    source: VersionSource
     personas: CentroidModel
     frame: pd.DataFrame
     labels: np.ndarray
@@ -212,7 +212,7 @@ def go_live(
     return update
 
 
-def registered_by(job: Job, source: Source) -> register.VersionInfo | None:
+def registered_by(job: Job, source: VersionSource) -> register.VersionInfo | None:
     """The latest version this job registered before (its source and, for a command, its command
     id), None if it never got that far."""
     tags: dict[str, str] = {register.SOURCE_TAG: source}

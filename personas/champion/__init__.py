@@ -7,10 +7,10 @@ from personas.champion.follower import (
     ChampionFollower,
     FollowerStatus,
     LoadedModel,
+    ModelOrigin,
     OnRefuse,
     OnSwap,
     Registry,
-    Source,
 )
 from personas.champion.updates import UpdateListener, is_update_for
 from personas.champion.watcher import ChampionWatcher
@@ -22,10 +22,10 @@ __all__ = [
     "FollowerStatus",
     "LoadedModel",
     "ModelCache",
+    "ModelOrigin",
     "OnRefuse",
     "OnSwap",
     "Registry",
-    "Source",
     "UpdateListener",
     "approved_ids",
     "check_candidate",

@@ -57,15 +57,16 @@ __all__ = [
     "ChampionFollower",
     "FollowerStatus",
     "LoadedModel",
+    "ModelOrigin",
     "OnRefuse",
     "OnSwap",
     "Registry",
-    "Source",
 ]
 
 log = logging.getLogger(__name__)
 
-Source = Literal["registry", "cache", "vendor"]
+#: Where the model a follower holds came from: the registry, this machine's cache, or the vendor.
+ModelOrigin = Literal["registry", "cache", "vendor"]
 
 
 class Registry(Protocol):
@@ -81,7 +82,7 @@ class LoadedModel:
     """The current model and where it came from (``description`` is for logs and /health)."""
 
     model: CentroidModel
-    source: Source
+    source: ModelOrigin
     loaded_at: datetime
     description: str
 
