@@ -162,15 +162,7 @@ def _accept(job: Job, names: list[str], accepted_by: str) -> Outcome:
         ),
     )
     done = publish.publish(job, fitted, reason)
-    return Outcome(
-        status="promoted",
-        command_id=command_id,
-        reason=reason,
-        champion_version=done.version,
-        version=done.version,
-        run_id=done.run_id,
-        details={"new_personas": new_personas},
-    )
+    return Outcome.promoted(job, done, reason, {"new_personas": new_personas})
 
 
 def _described(new_personas: dict[str, str]) -> str:
@@ -208,15 +200,7 @@ def _resume(
         f"version {version} was registered by this command)"
     )
     done = publish.resume(job, interrupted, reason)
-    return Outcome(
-        status="promoted",
-        command_id=job.command_id,
-        reason=reason,
-        champion_version=version,
-        version=version,
-        run_id=done.run_id,
-        details={"new_personas": new_personas},
-    )
+    return Outcome.promoted(job, done, reason, {"new_personas": new_personas})
 
 
 def _persona_order(

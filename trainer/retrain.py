@@ -72,6 +72,22 @@ class Outcome:
     run_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def promoted(
+        cls,
+        job: Job,
+        done: publish.Published,
+        reason: str,
+        details: dict[str, Any] | None = None,
+    ) -> Outcome:
+        """The job's command went live: the version it registered (fresh or resumed) is the
+        champion now — one constructor for retrain and accept, fresh and resumed."""
+        assert job.command_id is not None
+        return cls(
+            "promoted", job.command_id, reason, done.version, done.version, done.run_id,
+            details or {},
+        )  # fmt: skip
+
 
 def handle_command(
     settings: Settings,
@@ -155,15 +171,7 @@ def _resume(job: Job, interrupted: register.VersionInfo, current: int) -> Outcom
         # A version registered without its persona_model.json cannot serve, and training again
         # would register a second version: a person must look.
         return record_failure(job, f"version {version}, registered by this command: {exc}", current)
-    assert job.command_id is not None
-    return Outcome(
-        status="promoted",
-        command_id=job.command_id,
-        reason=reason,
-        champion_version=version,
-        version=version,
-        run_id=done.run_id,
-    )
+    return Outcome.promoted(job, done, reason)
 
 
 def _skip(job: Job, status: Status, reason: str, current: int | None) -> Outcome:
@@ -327,18 +335,8 @@ def _train(job: Job, cmd: RetrainCommand, champion: CentroidModel) -> Outcome:
         ),
     )
     done = publish.publish(job, fitted, reason)
-    return Outcome(
-        status="promoted",
-        command_id=cmd.command_id,
-        reason=reason,
-        champion_version=done.version,
-        version=done.version,
-        run_id=done.run_id,
-        details={
-            "centroid_shift": {pid: d["shift"] for pid, d in shift_doc.items()},
-            **done.metrics,
-        },
-    )
+    shifts = {pid: d["shift"] for pid, d in shift_doc.items()}
+    return Outcome.promoted(job, done, reason, {"centroid_shift": shifts, **done.metrics})
 
 
 def judge_refit(
