@@ -433,11 +433,15 @@ def report(results: dict[str, Result], args: argparse.Namespace, publish_rate: f
     print(f"\n{args.events:,} events, batch {args.batch}; published once at {publish_rate:,.0f}/s")
 
     def ratio(a: str, b: str) -> str:
+        """events/s of a over b, and b's process CPU per event over a's (> 1: a is cheaper)."""
         ra, rb = results.get(a), results.get(b)
-        if ra is None or rb is None or ra.seconds <= 0 or rb.seconds <= 0:
+        if ra is None or rb is None or ra.seconds <= 0 or rb.seconds <= 0 or ra.cpu <= 0:
             return "n/a"
-        return f"{ra.rate / rb.rate:.2f}"
+        return f"{ra.rate / rb.rate:.2f} (CPU per event: {rb.cpu / ra.cpu:.2f})"
 
+    print(
+        "ratios of events/s (and of process CPU per event, the figure less bent by a busy machine):"
+    )
     print(f"worker / best ceiling without PostgreSQL (step 4) = {ratio('worker', 'produce')}")
     print(f"worker / best ceiling with durability (step 6)    = {ratio('worker', 'offsets')}")
     print(f"worker / Quix Streams (no PostgreSQL)             = {ratio('worker', 'quix')}")
