@@ -30,8 +30,10 @@ and, with PostgreSQL, every row in the table), and CPU seconds per million event
 process (utime + stime of all its threads from /proc/<pid>/stat, what getrusage(RUSAGE_SELF)
 reports inside it), of the Kafka broker and of PostgreSQL (the postmaster and its children)
 over the same interval. The broker and PostgreSQL are shared with whatever else runs on the
-machine: their CPU is an upper bound for this run's share. The ratios at the end compare
-figures of this run only.
+machine: their CPU is an upper bound for this run's share. On a busy machine a process gets
+only its share of the cores, so events/s measures the machine's load as much as the code (the
+table gives the 1-minute load average as each system finished); CPU per event is the steadier
+figure, and the ratios at the end give both, from this run only.
 
 Quix Streams runs in its own virtual environment (`make bench-quix`: its pins conflict with the
 project's); without it the two Quix rows say so. Needs the local stack (`make up`); broker and
@@ -158,10 +160,18 @@ class Result:
     broker_cpu: float | None
     pg_cpu: float | None
     note: str = ""
+    load: float = float("nan")  # 1-minute load average when it finished
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def total_cpu(self) -> float | None:
+        """Process + broker + PostgreSQL: what one event costs the machine."""
+        if self.broker_cpu is None or self.pg_cpu is None:
+            return None
+        return self.cpu + self.broker_cpu + self.pg_cpu
 
     def per_million(self, value: float | None) -> str:
         return "n/a" if value is None else f"{value / self.events * 1e6:,.1f}"
@@ -316,7 +326,15 @@ class Run:
         finally:
             _stop(proc)
         broker = None if broker0 is None or broker1 is None else broker1 - broker0
-        return Result(name, self.args.events, t1 - t0, cpu1 - cpu0, broker, _pg_delta(pg0, pg1))
+        return Result(
+            name,
+            self.args.events,
+            t1 - t0,
+            cpu1 - cpu0,
+            broker,
+            _pg_delta(pg0, pg1),
+            load=os.getloadavg()[0],
+        )
 
     def _measure_step(self, name: str, settings: Settings) -> Result:
         group = f"bench-stair-{self.tag}-{name}"
@@ -333,10 +351,14 @@ class Run:
         )
         _wait_line_only(proc, b"READY", 120, name)
 
-        def done() -> None:
-            _wait_line_only(proc, b"DONE", self._timeout(), name)
+        last: list[str] = []
 
-        return self._timed(name, proc, done)
+        def done() -> None:
+            last.append(_wait_line_only(proc, b"DONE", self._timeout(), name))
+
+        result = self._timed(name, proc, done)
+        result.note = last[0].split(" ", 2)[-1] if last else ""  # bad=<events refused>
+        return result
 
     def _measure_peer(self, name: str, settings: Settings) -> Result:
         output = Output(settings, settings.topics.labels, self.partitions)
@@ -397,10 +419,9 @@ class Run:
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _wait_line_only(
-    proc: subprocess.Popen[bytes], needle: bytes, timeout: float, what: str
-) -> None:
-    """Read the child's lines until one holds ``needle`` (the child keeps its pipe)."""
+def _wait_line_only(proc: subprocess.Popen[bytes], needle: bytes, timeout: float, what: str) -> str:
+    """Read the child's lines until one holds ``needle`` and return it (the child keeps its
+    pipe)."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -408,7 +429,7 @@ def _wait_line_only(
         if not line and proc.poll() is not None:
             raise SystemExit(f"{what}: exited with {proc.returncode} before {needle.decode()}")
         if needle in line:
-            return
+            return line.decode().strip()
     raise SystemExit(f"{what}: no {needle.decode()} within {timeout:.0f} s")
 
 
@@ -418,17 +439,18 @@ def _wait_line_only(
 def report(results: dict[str, Result], args: argparse.Namespace, publish_rate: float) -> None:
     print()
     print(
-        "| step | events/s | CPU s / 1M events: process | broker | PostgreSQL | note |\n"
-        "|---|---:|---:|---:|---:|---|"
+        "| step | events/s | CPU s / 1M events: process | broker | PostgreSQL | all three "
+        "| load | note |\n|---|---:|---:|---:|---:|---:|---:|---|"
     )
     for name, r in results.items():
         title = STEP_TITLES.get(name) or PEER_TITLES[name]
         if r.seconds <= 0:
-            print(f"| {title} | not run | | | | {r.note} |")
+            print(f"| {title} | not run | | | | | | {r.note} |")
             continue
         print(
             f"| {title} | {r.rate:,.0f} | {r.per_million(r.cpu)} | {r.per_million(r.broker_cpu)} "
-            f"| {r.per_million(r.pg_cpu)} | {r.note} |"
+            f"| {r.per_million(r.pg_cpu)} | {r.per_million(r.total_cpu)} | {r.load:.1f} "
+            f"| {r.note} |"
         )
     print(f"\n{args.events:,} events, batch {args.batch}; published once at {publish_rate:,.0f}/s")
 
