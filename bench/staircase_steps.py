@@ -295,8 +295,9 @@ def run(step: str, source: str, sink: str, group: str, events: int, batch: int) 
             raise writer.failed
     if producer is not None and producer.flush(60):
         raise SystemExit("labels not acknowledged by the broker in 60 s")
-    if depth >= 5:
-        consumer.commit(asynchronous=False)
+    if depth >= 5:  # what the writer committed asynchronously, now synchronously (if not yet)
+        done = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+        consumer.commit(offsets=done, asynchronous=False)
     print(f"DONE {seen} bad={bad}", flush=True)
     consumer.close()
 

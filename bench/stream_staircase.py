@@ -358,7 +358,20 @@ class Run:
 
         result = self._timed(name, proc, done)
         result.note = last[0].split(" ", 2)[-1] if last else ""  # bad=<events refused>
+        if name == "offsets":
+            result.note += f", {self._committed(group):,} offsets committed"
         return result
+
+    def _committed(self, group: str) -> int:
+        """The events a consumer group has committed on the input topic."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(consumer_config(self.base, group))
+        try:
+            wanted = [TopicPartition(self.source, p) for p in range(self.partitions)]
+            return sum(max(tp.offset, 0) for tp in consumer.committed(wanted, timeout=10))
+        finally:
+            consumer.close()
 
     def _measure_peer(self, name: str, settings: Settings) -> Result:
         output = Output(settings, settings.topics.labels, self.partitions)
