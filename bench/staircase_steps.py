@@ -106,17 +106,21 @@ _FEATURES = np.dtype((np.float64, 10))
 
 
 def decode(values: list[bytes]) -> tuple[list[Survey], int]:
-    """Valid events of a batch and how many were bad: one C call for a clean batch."""
+    """Valid events of a batch and how many were bad: one C call for a clean batch (a value
+    that is two events once joined, ``{…},{…}``, shows in the count and is refused below)."""
     try:
-        return _BATCH.decode(b"[" + b",".join(values) + b"]"), 0
+        events = _BATCH.decode(b"[" + b",".join(values) + b"]")
+        if len(events) == len(values):
+            return events, 0
     except (msgspec.ValidationError, msgspec.DecodeError):
-        good: list[Survey] = []
-        for value in values:
-            try:
-                good.append(_ONE.decode(value))
-            except (msgspec.ValidationError, msgspec.DecodeError):
-                continue
-        return good, len(values) - len(good)
+        pass
+    good: list[Survey] = []
+    for value in values:
+        try:
+            good.append(_ONE.decode(value))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue
+    return good, len(values) - len(good)
 
 
 def features(events: list[Survey]) -> np.ndarray:
