@@ -29,8 +29,10 @@ the last event through: the step's own "DONE", or for the peers every label on t
 and, with PostgreSQL, every row in the table), and CPU seconds per million events of the
 process (utime + stime of all its threads from /proc/<pid>/stat, what getrusage(RUSAGE_SELF)
 reports inside it), of the Kafka broker and of PostgreSQL (the postmaster and its children)
-over the same interval. The broker and PostgreSQL are shared with whatever else runs on the
-machine: their CPU is an upper bound for this run's share. On a busy machine a process gets
+over the same interval, net of their background: the cores each used in the 3 s before the
+system started (idle work, other users of the shared servers) times the system's duration.
+Without that correction a slow system would carry more of the others' load per event than a
+fast one; the background varies, so the net server columns stay approximate. On a busy machine a process gets
 only its share of the cores, so events/s measures the machine's load as much as the code (the
 table gives the 1-minute load average as each system finished); CPU per event is the steadier
 figure, and the ratios at the end give both, from this run only.
@@ -166,6 +168,21 @@ class Result:
     pg_cpu: float | None
     note: str = ""
     load: float = float("nan")  # 1-minute load average when it finished
+    background: tuple[float | None, float | None] = (None, None)  # cores: broker, PostgreSQL
+
+    def net(self, used: float | None, cores: float | None) -> float | None:
+        """A server's CPU over the run less its background over the same time."""
+        if used is None or cores is None:
+            return used
+        return max(0.0, used - cores * self.seconds)
+
+    @property
+    def broker_net(self) -> float | None:
+        return self.net(self.broker_cpu, self.background[0])
+
+    @property
+    def pg_net(self) -> float | None:
+        return self.net(self.pg_cpu, self.background[1])
 
     @property
     def rate(self) -> float:
@@ -173,10 +190,9 @@ class Result:
 
     @property
     def total_cpu(self) -> float | None:
-        """Process + broker + PostgreSQL: what one event costs the machine."""
-        if self.broker_cpu is None or self.pg_cpu is None:
-            return None
-        return self.cpu + self.broker_cpu + self.pg_cpu
+        """Process + broker + PostgreSQL (net): what one event costs the machine."""
+        broker, pg = self.broker_net, self.pg_net
+        return None if broker is None or pg is None else self.cpu + broker + pg
 
     def per_million(self, value: float | None) -> str:
         return "n/a" if value is None else f"{value / self.events * 1e6:,.1f}"
@@ -314,11 +330,27 @@ class Run:
             raise SystemExit("the input events were not all delivered")
         return float(self.args.events / (time.perf_counter() - started))
 
+    def background(self, seconds: float = 3.0) -> tuple[float | None, float | None]:
+        """Cores the broker and PostgreSQL use while none of our systems runs (other users of
+        the shared servers): each system's broker and PostgreSQL columns include this much
+        per second of its run, so the slower a system, the more of it its per-event figure
+        carries."""
+        broker0, pg0 = self.servers.snapshot()
+        time.sleep(seconds)
+        broker1, pg1 = self.servers.snapshot()
+        broker = None if broker0 is None or broker1 is None else (broker1 - broker0) / seconds
+        pg = _pg_delta(pg0, pg1)
+        return broker, None if pg is None else pg / seconds
+
     def measure(self, name: str) -> Result:
         settings = self.system_settings(name)
+        background = self.background()
         if name in STEPS:
-            return self._measure_step(name, settings)
-        return self._measure_peer(name, settings)
+            result = self._measure_step(name, settings)
+        else:
+            result = self._measure_peer(name, settings)
+        result.background = background
+        return result
 
     def _timed(self, name: str, proc: subprocess.Popen[bytes], done: Callable[[], None]) -> Result:
         broker0, pg0 = self.servers.snapshot()
@@ -454,23 +486,33 @@ def _wait_line_only(proc: subprocess.Popen[bytes], needle: bytes, timeout: float
 # --------------------------------------------------------------------------- report
 
 
+def _cores(background: tuple[float | None, float | None]) -> str:
+    return ", ".join("n/a" if v is None else f"{v:.2f}" for v in background)
+
+
 def report(results: dict[str, Result], args: argparse.Namespace, publish_rate: float) -> None:
     print()
     print(
         "| step | events/s | CPU s / 1M events: process | broker | PostgreSQL | all three "
-        "| load | note |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        "| background cores: broker, PostgreSQL | load | note |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|"
     )
     for name, r in results.items():
         title = STEP_TITLES.get(name) or PEER_TITLES[name]
         if r.seconds <= 0:
-            print(f"| {title} | not run | | | | | | {r.note} |")
+            print(f"| {title} | not run | | | | | | | {r.note} |")
             continue
         print(
-            f"| {title} | {r.rate:,.0f} | {r.per_million(r.cpu)} | {r.per_million(r.broker_cpu)} "
-            f"| {r.per_million(r.pg_cpu)} | {r.per_million(r.total_cpu)} | {r.load:.1f} "
-            f"| {r.note} |"
+            f"| {title} | {r.rate:,.0f} | {r.per_million(r.cpu)} | {r.per_million(r.broker_net)} "
+            f"| {r.per_million(r.pg_net)} | {r.per_million(r.total_cpu)} "
+            f"| {_cores(r.background)} | {r.load:.1f} | {r.note} |"
         )
     print(f"\n{args.events:,} events, batch {args.batch}; published once at {publish_rate:,.0f}/s")
+    print(
+        "broker, PostgreSQL: their CPU over the system's run minus their background (cores used "
+        "in the 3 s before it started: idle work and other users of the shared servers) x its "
+        "duration"
+    )
 
     def ratio(a: str, b: str) -> str:
         """events/s of a over b, and b's process CPU per event over a's (> 1: a is cheaper)."""
