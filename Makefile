@@ -5,9 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 PERSONA := $(BIN)/persona
 STAMP := $(VENV)/.installed
+QUIX_VENV := .venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo soak bench schemas env-example clean
+.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo soak bench bench-quix schemas env-example clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -59,9 +61,18 @@ demo: up ## The main job: months replayed live — labels, drift alert, retrain,
 soak: up ## The loop under random faults for SOAK_MINUTES (default 20), then an accounting (docs/reliability.md)
 	$(PERSONA) soak --minutes $(or $(SOAK_MINUTES),20)
 
-bench: up ## Hot-path benchmarks, each beside its baseline (figures: docs/benchmarks.md)
+$(QUIX_STAMP): bench/quix-constraints.txt
+	@test -d $(QUIX_VENV) || $(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install -q --upgrade pip
+	$(QUIX_VENV)/bin/pip install -q -r bench/quix-constraints.txt
+	@touch $(QUIX_STAMP)
+
+bench-quix: $(QUIX_STAMP) ## The venv of the staircase benchmark's Quix Streams peer (its pins conflict with ours)
+
+bench: up bench-quix ## Hot-path benchmarks, each beside its baseline (figures: docs/benchmarks.md)
 	$(BIN)/python bench/producer_throughput.py --events 200000
 	$(BIN)/python bench/stream_throughput.py
+	$(BIN)/python bench/stream_staircase.py
 	$(BIN)/python bench/monitor_window.py
 	$(BIN)/python bench/trainer_retrain.py
 	$(BIN)/python bench/serve_http.py

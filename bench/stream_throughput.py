@@ -323,6 +323,46 @@ def _wait_line(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) -> 
     raise SystemExit("not ready in time")
 
 
+def start_worker_process(
+    settings: Settings,
+    engine: str,
+    state_dir: Path,
+    batch: int,
+    batch_timeout: float,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``persona stream --engine ENGINE`` on the topics, schema and model name of ``settings``,
+    returned once it logs that it is ready (its partitions assigned)."""
+    env = dict(os.environ)
+    env.update({f"PERSONA_TOPIC_{k.upper()}": v for k, v in settings.topics.model_dump().items()})
+    env.update(
+        PERSONA_PG_SCHEMA=settings.pg_schema,
+        PERSONA_MODEL_NAME=settings.model_name,
+        PERSONA_STREAM_STATE_DIR=str(state_dir),
+    )
+    env.update(extra_env or {})
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("persona")),
+            "stream",
+            "--engine",
+            engine,
+            "--web-port",
+            str(free_port()),
+            "--batch-size",
+            str(batch),
+            "--batch-timeout",
+            str(batch_timeout),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+    )
+    _wait_line(proc, b"persona stream worker ready", 120)
+    return proc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -419,36 +459,13 @@ def main() -> None:
             return procs
 
         def start_worker(engine: str, index: int) -> subprocess.Popen[bytes]:
-            settings = worker_settings[engine]
-            env = dict(os.environ)
-            env.update(
-                {f"PERSONA_TOPIC_{k.upper()}": v for k, v in settings.topics.model_dump().items()}
+            return start_worker_process(
+                worker_settings[engine],
+                engine,
+                state / f"{engine}{index}",
+                args.batch,
+                args.batch_timeout,
             )
-            env.update(
-                PERSONA_PG_SCHEMA=settings.pg_schema,
-                PERSONA_MODEL_NAME=settings.model_name,
-                PERSONA_STREAM_STATE_DIR=str(state / f"{engine}{index}"),
-            )
-            proc = subprocess.Popen(
-                [
-                    str(Path(python).with_name("persona")),
-                    "stream",
-                    "--engine",
-                    engine,
-                    "--web-port",
-                    str(free_port()),
-                    "--batch-size",
-                    str(args.batch),
-                    "--batch-timeout",
-                    str(args.batch_timeout),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-            )
-            _wait_line(proc, b"persona stream worker ready", 120)
-            return proc
 
         print("baseline: bare confluent-kafka consume -> label -> produce ...", flush=True)
         results["baseline"] = measure(
