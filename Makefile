@@ -40,7 +40,7 @@ down-cluster: ## Stop exactly what `make up-cluster` started
 status-cluster: install ## Each node of the cluster profile, its PostgreSQL and MLflow, and whether they answer
 	$(PERSONA) stack status --profile cluster
 
-test: install ## The whole test suite (unit + integration) against the local stack and the cluster profile
+test: install bench-quix ## The whole test suite (unit + integration) against the local stack and the cluster profile (and the Quix Streams peer of the staircase benchmark)
 	@bash infra/run_tests.sh
 
 test-unit: install ## Unit tests only (no services needed)
