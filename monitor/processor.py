@@ -30,6 +30,7 @@ from personas.settings import Settings
 
 if TYPE_CHECKING:
     from monitor.counters import MonitorStats
+    from monitor.metrics import MonitorMetrics
 
 __all__ = ["WindowProcessor"]
 
@@ -49,6 +50,7 @@ class WindowProcessor:
         producer: Any,
         stop: threading.Event,
         stats: MonitorStats,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.ms = ms
@@ -56,6 +58,7 @@ class WindowProcessor:
         self.producer = producer
         self.stop = stop
         self.stats = stats
+        self.metrics = metrics
         self.policy = DriftPolicy(ms.consecutive_windows, ms.cooldown_delta)
         self._conn: Any = None
         self.delivery = Delivery(settings, producer, stop)
@@ -151,6 +154,8 @@ class WindowProcessor:
         log.info(
             "window %s was decided by %s: %s", stored.window_id, stored.decided_by, stored.status
         )
+        if self.metrics is not None:
+            self.metrics.window_decided(stored.status, stored.end)
         self.policy.replay(
             stored.window_id,
             stored.start,
@@ -234,6 +239,8 @@ class WindowProcessor:
         self.stats.published += 1
         if command is not None:
             self.stats.retrains += 1
+        if self.metrics is not None:
+            self.metrics.window_decided(judged.report.status, window.end, verdict.seconds)
         failed = ", ".join(verdict.failed_tests) or "-"
         log.info(
             "window %s: %d events, %s (failed: %s; verdict %.0f ms, report %.0f ms)%s",

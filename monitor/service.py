@@ -29,6 +29,7 @@ from typing import Any
 
 from monitor.counters import MonitorStats
 from monitor.judge import warm_up
+from monitor.metrics import MonitorMetrics
 from monitor.processor import WindowProcessor
 from monitor.reference import ChampionReference, ReferenceSource
 from monitor.settings import MonitorSettings
@@ -42,6 +43,7 @@ from monitor.windows import (
 )
 from personas.checkpoint import Checkpoint
 from personas.errors import Stopping
+from personas.metrics_endpoint import MetricsEndpoint, serve_metrics
 from personas.schemas import DriftReport, PersonaLabel
 from personas.settings import Settings
 
@@ -99,6 +101,16 @@ class MonitorService:
         self.checkpoint = Checkpoint(ms.commit_interval_s, holders=[self.windower.held_offsets])
         self.inflight: deque[tuple[Future[DriftReport | None], int]] = deque()
         self.closed = 0  # windows closed so far (the key each is held under)
+        # Read by the metrics scrape thread: plain references the loop replaces (value() itself
+        # may ask the consumer, which only the loop's thread may touch).
+        self.newest_event: datetime | None = None  # the latest submitted_at read (event time)
+        self.last_watermark: datetime | None = None  # as of the last close_windows
+        self.metrics = MonitorMetrics(
+            self.stats,
+            watermarks=lambda: (self.last_watermark, self.newest_event),
+            open_windows=lambda: self.windower.open_windows,
+        )
+        self.metrics_endpoint: MetricsEndpoint | None = None
         # set by start()
         self.producer: Any = None
         self.processor: WindowProcessor | None = None
@@ -145,6 +157,13 @@ class MonitorService:
             self.producer,
             self.stop,
             self.stats,
+            self.metrics,
+        )
+        self.metrics_endpoint = serve_metrics(
+            self.metrics.registry,
+            ms.metrics_host,
+            ms.metrics_port,
+            setting="PERSONA_MONITOR_METRICS_PORT",
         )
         restored = self.processor.restore(f"{self.windower.label}-")
         # Static membership (KIP-345): a restarted monitor (after a crash, a deploy) rejoins as
@@ -194,6 +213,8 @@ class MonitorService:
         self.producer.flush(10)
         if self.processor is not None:
             self.processor.close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.close()
         log.info("monitor %s stopped: %s", self.ms.instance_id, self.stats)
 
     # ------------------------------------------------------------------ steps
@@ -221,7 +242,8 @@ class MonitorService:
 
     def close_windows(self) -> None:
         """Every window the watermark has passed goes to the judge thread, in order."""
-        for window in self.windower.advance(self.watermark.value()):
+        self.last_watermark = self.watermark.value()
+        for window in self.windower.advance(self.last_watermark):
             self.stats.windows += 1
             self.judge(window)
 
@@ -260,6 +282,8 @@ class MonitorService:
         if self._from_the_future(event.submitted_at, source, offset):
             return
         stats.labels += 1
+        if self.newest_event is None or event.submitted_at > self.newest_event:
+            self.newest_event = event.submitted_at
         self.label_clock.observe(source, event.submitted_at)
         if not self.windower.add_label(event, source, offset):
             stats.late += 1

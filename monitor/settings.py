@@ -151,6 +151,15 @@ class MonitorSettings(BaseSettings):
         True, description="Count survey-responses per window (labelled share in each report)."
     )
     commit_interval_s: float = Field(2.0, gt=0, description="Seconds between offset commits.")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Interface of the monitor's Prometheus /metrics endpoint."
+    )
+    metrics_port: int = Field(
+        6070,
+        ge=0,
+        le=65535,
+        description="Port of the monitor's /metrics (distinct per instance; 0 turns it off).",
+    )
     future_margin_s: float = Field(
         3600.0,
         gt=0,

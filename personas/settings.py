@@ -187,6 +187,10 @@ class Settings(BaseSettings):
         "", description="Tracking URI; empty = http://<mlflow_host>:<mlflow_port>."
     )
     model_name: str = Field("persona-model", description="Registered model name.")
+
+    # Prometheus (the local stack's, and where `persona status` asks)
+    prometheus_host: str = Field("127.0.0.1", description="Host the stack's Prometheus listens on.")
+    prometheus_port: int = Field(9090, description="Port of the stack's Prometheus.")
     allow_new_personas: bool = Field(
         False,
         description=(

@@ -1,6 +1,7 @@
-"""The WSGI application: ``POST /predict``, ``GET /health``, ``GET /model``, ``GET /openapi.json``.
+"""The WSGI application: ``POST /predict``, ``GET /health``, ``GET /model``, ``GET /openapi.json``,
+``GET /metrics`` (Prometheus, summed over Gunicorn's workers: serving/metrics.py).
 
-Plain WSGI on purpose: five routes need no framework, Gunicorn runs it directly, and the request
+Plain WSGI on purpose: six routes need no framework, Gunicorn runs it directly, and the request
 path stays short (parse JSON → one pydantic validation → one vectorised ``CentroidModel.label``).
 Every request labels its whole batch with the one model the holder held when it arrived, so a
 hot swap never mixes versions inside a response. Bad input is a 4xx with a readable reason; an
@@ -12,12 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
 
-from personas.champion import ChampionFollower, LoadedModel, Registry
+from personas.champion import ChampionFollower, LoadedModel, OnSwap, Registry
 from personas.settings import Settings
+from serving.metrics import ServeMetrics
 from serving.schemas import ErrorDetail, InvalidRequest, parse_predict_body
 from serving.settings import ServeSettings
 
@@ -41,20 +44,30 @@ Response = tuple[int, dict[str, Any] | bytes, dict[str, str]]
 class PredictionApp:
     """A WSGI callable bound to one ChampionFollower (one per worker process)."""
 
-    def __init__(self, holder: ChampionFollower, settings: Settings, serve: ServeSettings) -> None:
+    def __init__(
+        self,
+        holder: ChampionFollower,
+        settings: Settings,
+        serve: ServeSettings,
+        metrics: ServeMetrics | None = None,
+    ) -> None:
         self.holder = holder
         self.settings = settings
         self.serve = serve
+        self.metrics = metrics or ServeMetrics()
+        self.metrics.model_swapped(holder.loaded)
         self._routes: dict[tuple[str, str], Callable[[dict[str, Any]], Response]] = {
             ("GET", "/"): self._index,
             ("GET", "/health"): self._health,
             ("GET", "/model"): self._model,
             ("GET", "/openapi.json"): self._openapi,
+            ("GET", "/metrics"): self._metrics,
             ("POST", "/predict"): self._predict,
         }
         self._openapi_bytes: bytes | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "/") or "/"
         if len(path) > 1:
@@ -65,14 +78,15 @@ class PredictionApp:
             log.exception("unhandled error on %s %s", method, path)
             status, payload, headers = _error(500, "internal_error", "unexpected server error")
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        headers.setdefault("Content-Type", "application/json")
         start_response(
             f"{status} {HTTPStatus(status).phrase}",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                *headers.items(),
-            ],
+            [("Content-Length", str(len(body))), *headers.items()],
         )
+        # One series per route we serve; anything else is "other" (a scanner must not be able
+        # to create a series per path it tries).
+        route = path if (method, path) in self._routes else "other"
+        self.metrics.answered(route, status, started)
         return [body]
 
     def _dispatch(self, method: str, path: str, environ: dict[str, Any]) -> Response:
@@ -123,6 +137,11 @@ class PredictionApp:
             self._openapi_bytes = json.dumps(build_openapi(self.serve)).encode()
         return 200, self._openapi_bytes, {}
 
+    def _metrics(self, environ: dict[str, Any]) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return 200, self.metrics.exposition(), {"Content-Type": CONTENT_TYPE_LATEST}
+
     def _predict(self, environ: dict[str, Any]) -> Response:
         try:
             raw = _read_body(environ, self.serve.max_body_bytes)
@@ -162,6 +181,7 @@ class PredictionApp:
                 strict=True,
             )
         ]
+        self.metrics.records.inc(len(predictions))
         payload = {"model_version": version, "count": len(predictions), "predictions": predictions}
         return 200, payload, {"X-Model-Version": str(version)}
 
@@ -221,7 +241,11 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 
 def follow_champion(
-    settings: Settings, serve: ServeSettings, *, registry: Registry | None = None
+    settings: Settings,
+    serve: ServeSettings,
+    *,
+    registry: Registry | None = None,
+    on_swap: OnSwap | None = None,
 ) -> ChampionFollower:
     """This worker's follower (nothing loaded or started yet): the stream worker's component with
     the service's poll interval, cache and listener group. ``registry`` is MLflow unless a test
@@ -235,6 +259,7 @@ def follow_champion(
         updates_group_prefix=(
             f"{UPDATES_GROUP_PREFIX}-{os.getpid()}" if serve.follow_updates_topic else None
         ),
+        on_swap=on_swap,
     )
 
 
@@ -247,6 +272,8 @@ def create_app(
 ) -> PredictionApp:
     """Build the app and load its first model (the registry, else the disk cache, else vendor);
     the follower is the stream worker's too, so REST accepts exactly the models the stream does."""
+    metrics = ServeMetrics()
     if holder is None:
-        holder = follow_champion(settings, serve).start(background=background)
-    return PredictionApp(holder, settings, serve)
+        holder = follow_champion(settings, serve, on_swap=metrics.model_swapped)
+        holder.start(background=background)
+    return PredictionApp(holder, settings, serve, metrics)

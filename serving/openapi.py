@@ -136,6 +136,19 @@ def build_openapi(serve: ServeSettings) -> dict[str, Any]:
                     },
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics, summed over every worker process",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **server_error,
+                    },
+                }
+            },
             "/openapi.json": {
                 "get": {
                     "summary": "This document",

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from personas.errors import ConfigError
@@ -41,6 +44,12 @@ def check_port_free(host: str, port: int) -> None:
             ) from None
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    from serving.metrics import mark_worker_dead
+
+    mark_worker_dead(worker.pid)
+
+
 def _worker_exit(server: Any, worker: Any) -> None:
     app = getattr(worker, "wsgi", None)
     holder = getattr(app, "holder", None)
@@ -69,6 +78,7 @@ class PersonaServer:
                     "loglevel": "info",
                     "proc_name": "persona-serve",
                     "worker_exit": _worker_exit,
+                    "child_exit": _child_exit,
                     # gunicorn ≥ 24 opens ~/.gunicorn/gunicorn.ctl: two servers would share it
                     "control_socket_disable": True,
                 }
@@ -96,4 +106,15 @@ def serve(settings: Settings, serve_settings: ServeSettings) -> None:
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     import mlflow.tracking  # noqa: F401 - warm import in the master, shared by forked workers
 
-    PersonaServer.build(settings, serve_settings).run()
+    from serving.metrics import enable_multiprocess
+
+    metrics_dir = Path(tempfile.mkdtemp(prefix="persona-serve-metrics-"))
+    enable_multiprocess(metrics_dir)  # before the workers fork (serving/metrics.py)
+    master = os.getpid()
+    try:
+        PersonaServer.build(settings, serve_settings).run()
+    finally:
+        # A worker leaves Gunicorn through SystemExit up this same stack: only the master may
+        # remove the directory every worker writes to.
+        if os.getpid() == master:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -303,6 +303,7 @@ def _train(job: Job, cmd: RetrainCommand, champion: CentroidModel) -> Outcome:
     metrics = dict(gate.metrics)
     metrics.update(_cluster_metrics(x, labels, fit))
     metrics["match_threshold"] = threshold
+    metrics["fit_seconds"] = fit.seconds
     for i, pid in enumerate(champion.persona_ids):
         metrics[f"centroid_shift_{pid}"] = float(shifts[i])
         metrics[f"cluster_size_{pid}"] = float(np.sum(labels == i))
@@ -443,5 +444,5 @@ def _hold(
         reason=reason,
         champion_version=champion.version,
         run_id=logged.run_id,
-        details={"candidates": candidates},
+        details={"candidates": candidates, "fit_seconds": metrics["fit_seconds"]},
     )

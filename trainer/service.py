@@ -24,10 +24,12 @@ from pydantic import ValidationError
 from personas.doctor import require_kafka
 from personas.errors import ServiceRefused, ServiceUnavailable
 from personas.kafka import consumer_config
+from personas.metrics_endpoint import serve_metrics
 from personas.schemas import RetrainCommand
 from personas.settings import Settings
 from trainer.events import Publisher
 from trainer.job import Job
+from trainer.metrics import TrainerMetrics
 from trainer.retrain import Outcome, handle_command, record_failure
 from trainer.settings import TrainerSettings
 
@@ -62,11 +64,13 @@ def run_trainer(
     poll_timeout: float = 1.0,
     retry_seconds: float | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
+    metrics: TrainerMetrics | None = None,
 ) -> int:
     """Consume retrain commands until ``stop`` is set (or ``max_commands`` were handled).
 
     ``retry_seconds`` (default ``TrainerSettings.retry_seconds``) is the pause before a command
-    whose dependency did not answer is read again.
+    whose dependency did not answer is read again. ``metrics`` (default: a new one) is served
+    at ``TrainerSettings.metrics_port`` while the loop runs.
     """
     from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -89,6 +93,10 @@ def run_trainer(
         )
     )
     consumer.subscribe([settings.topics.retrain])
+    metrics = metrics or TrainerMetrics()
+    endpoint = serve_metrics(
+        metrics.registry, ts.metrics_host, ts.metrics_port, setting="PERSONA_TRAINER_METRICS_PORT"
+    )
     publisher = Publisher(settings)
     handled = 0
     _warm_up()
@@ -102,13 +110,19 @@ def run_trainer(
                 if msg.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error: %s", msg.error())
                 continue
+            started = time.monotonic()
             outcome = _handle_message(settings, ts, publisher, msg)
             if outcome is None:  # dependency down: read the same command again after a pause
+                metrics.retries.inc()
                 consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
                 stop.wait(pause)
                 continue
             consumer.commit(message=msg, asynchronous=False)
             handled += 1
+            if isinstance(outcome, Outcome):
+                metrics.handled(outcome, time.monotonic() - started)
+            else:
+                metrics.invalid_command()
             if on_outcome is not None and isinstance(outcome, Outcome):
                 on_outcome(outcome)
             if max_commands is not None and handled >= max_commands:
@@ -116,6 +130,8 @@ def run_trainer(
     finally:
         consumer.close()
         publisher.close()
+        if endpoint is not None:
+            endpoint.close()
     log.info("trainer stopped after %d command(s)", handled)
     return handled
 

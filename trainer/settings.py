@@ -54,6 +54,15 @@ class TrainerSettings(BaseSettings):
             "(the command stays uncommitted meanwhile)."
         ),
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Interface of the trainer's Prometheus /metrics endpoint."
+    )
+    metrics_port: int = Field(
+        6071,
+        ge=0,
+        le=65535,
+        description="Port of the trainer's /metrics (distinct per trainer; 0 turns it off).",
+    )
 
     # Bootstrap
     bootstrap_rows: int = Field(

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from personas.settings import Settings
 
-__all__ = ["Layout", "ServiceStatus"]
+__all__ = ["SKIPPED", "Layout", "ServiceStatus"]
+
+#: How an optional service (Prometheus) that cannot be installed starts: the stack goes on.
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class ServiceStatus:
     pid: int | None
     answers: bool
     detail: str = ""
+    required: bool = True  # False: an optional service that is not installed (`--check` skips it)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -49,4 +53,5 @@ class ServiceStatus:
             "pid": self.pid,
             "answers": self.answers,
             "detail": self.detail,
+            "required": self.required,
         }

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Protocol
 
 from infra.stack.kafka import KafkaService
-from infra.stack.layout import Layout, ServiceStatus
+from infra.stack.layout import SKIPPED, Layout, ServiceStatus
 from infra.stack.mlflow_server import MlflowService
 from infra.stack.postgres import PostgresService
+from infra.stack.prometheus import PrometheusService
 from personas import db
 from personas.errors import StackError
 from personas.kafka import create_topics
@@ -45,6 +46,7 @@ def services(settings: Settings) -> list[Service]:
         PostgresService(settings, layout),
         KafkaService(settings, layout),
         MlflowService(settings, layout),
+        PrometheusService(settings, layout),
     ]
 
 
@@ -62,7 +64,8 @@ def up(settings: Settings, say: Callable[[str], None] = print, profile: str = "d
         say(f"{service.name:<9} {service.address} … ")
         outcome = service.start()
         say(f"{service.name:<9} {outcome} ({time.monotonic() - t0:.1f} s)")
-        started.append(service)
+        if not outcome.startswith(SKIPPED):
+            started.append(service)
     _still_answering(started, settings)
     # The local stack's own topics: configs an upgrade changed are set (never partitions).
     created, _ = create_topics(settings, fix_configs=True)

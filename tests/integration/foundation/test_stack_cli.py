@@ -23,10 +23,13 @@ def test_status_json_names_every_service(stack_settings: Settings):
         check=True,
     )
     status = json.loads(out.stdout)
-    assert {s["name"] for s in status["services"]} == {"postgres", "kafka", "mlflow"}
+    assert {s["name"] for s in status["services"]} == {"postgres", "kafka", "mlflow", "prometheus"}
     assert all(s["answers"] and s["pid"] for s in status["services"])
     assert status["kafka_bootstrap"] == stack_settings.kafka_bootstrap
     assert status["mlflow_tracking_uri"] == stack_settings.tracking_uri
+    assert status["prometheus_url"] == (
+        f"http://{stack_settings.prometheus_host}:{stack_settings.prometheus_port}"
+    )
     assert "persona@" in status["postgres_dsn"]
     assert ":" + stack_settings.pg_password.get_secret_value() + "@" not in status["postgres_dsn"]
 
@@ -44,7 +47,7 @@ def test_up_again_is_a_no_op(stack_settings: Settings):
     out = subprocess.run(
         [PERSONA, "stack", "up"], capture_output=True, text=True, timeout=300, check=True
     )
-    assert out.stdout.count("already running") == 3
+    assert out.stdout.count("already running") == 4
     after = json.loads(
         subprocess.run(
             [PERSONA, "stack", "status", "--json"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import urllib.request
 import uuid
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ import numpy as np
 from confluent_kafka import Consumer, Producer, TopicPartition
 from trainer_helpers import FEB, blobs, command, insert_labels, read_all
 
+from infra.stack.process import free_port
 from personas import registry
 from personas.catalogue import Catalogue
 from personas.kafka import consumer_config, producer_config
@@ -18,6 +20,7 @@ from personas.schemas import RetrainCommand
 from personas.settings import Settings
 from trainer.bootstrap import bootstrap
 from trainer.events import Publisher
+from trainer.metrics import TrainerMetrics
 from trainer.retrain import Outcome
 from trainer.service import run_trainer
 from trainer.settings import TrainerSettings
@@ -32,7 +35,9 @@ def test_trainer_consumes_queued_commands_and_commits(
     vendor_model: CentroidModel,
 ) -> None:
     s = isolated_settings
-    ts = trainer_settings.model_copy(update={"group_id": f"trainer-{uuid.uuid4().hex[:8]}"})
+    ts = trainer_settings.model_copy(
+        update={"group_id": f"trainer-{uuid.uuid4().hex[:8]}", "metrics_port": free_port()}
+    )
     bootstrap(s, trainer_settings=ts)
     shift = np.zeros((3, 10))
     shift[1, 3:6] = 1.5
@@ -58,15 +63,27 @@ def test_trainer_consumes_queued_commands_and_commits(
     outcomes: list[Outcome] = []
     later: list[RetrainCommand] = []
 
+    scraped: list[str] = []
+
     def on_outcome(outcome: Outcome) -> None:
         outcomes.append(outcome)
+        url = f"http://127.0.0.1:{ts.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:  # served while the loop runs
+            scraped.append(resp.read().decode())
         if outcome.status == "promoted" and outcome.version == 2:
             later.append(command(FEB + WEEK, FEB + 2 * WEEK, "still drifting"))
             with Publisher(s) as pub:
                 pub.publish(s.topics.retrain, None, later[0])
 
+    metrics = TrainerMetrics()
     handled = run_trainer(
-        s, ts, stop=threading.Event(), max_commands=5, poll_timeout=0.5, on_outcome=on_outcome
+        s,
+        ts,
+        stop=threading.Event(),
+        max_commands=5,
+        poll_timeout=0.5,
+        on_outcome=on_outcome,
+        metrics=metrics,
     )
 
     assert handled == 5
@@ -89,3 +106,18 @@ def test_trainer_consumes_queued_commands_and_commits(
     finally:
         consumer.close()
     assert committed[0].offset == 5
+
+    # One count per command, by outcome; the endpoint served them while the loop ran.
+    commands = {
+        sample.labels["outcome"]: sample.value
+        for family in metrics.registry.collect()
+        if family.name == "persona_trainer_commands"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+    assert {k: v for k, v in commands.items() if v} == {
+        "promoted": 2, "duplicate": 1, "stale": 1, "invalid_command": 1,
+    }  # fmt: skip
+    assert metrics.registry.get_sample_value("persona_trainer_fit_seconds_count") == 2
+    assert metrics.registry.get_sample_value("persona_trainer_champion_version") == 3
+    assert 'persona_trainer_commands_total{outcome="promoted"} 1.0' in scraped[0]

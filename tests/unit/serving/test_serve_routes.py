@@ -68,7 +68,14 @@ def test_openapi_is_3_1_and_describes_every_route(client: Client):
     assert response.status_code == 200
     document = response.get_json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) == {"/", "/predict", "/health", "/model", "/openapi.json"}
+    assert set(document["paths"]) == {
+        "/",
+        "/predict",
+        "/health",
+        "/model",
+        "/metrics",
+        "/openapi.json",
+    }
     assert set(document["paths"]) == set(client.get("/").get_json()["routes"])
     predict = document["paths"]["/predict"]["post"]
     assert set(predict["responses"]) == {"200", "400", "413", "422", "500"}
@@ -115,3 +122,28 @@ def test_hot_swap_is_seen_by_the_next_request(
     assert after["predictions"][0]["persona_id"] == catalogue.ids[0]
     assert after["predictions"][0]["distance"] < 1e-6 < before["distance"]
     assert client.get("/health").get_json()["model_version"] == 7
+
+
+def test_metrics_count_requests_by_route_and_status_and_show_the_model(client: Client) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client.post("/predict", json=[[0.5] * 10, [3.0] * 10])
+    client.post("/predict", data=b"{nope", content_type="application/json")
+    client.get("/no/such/path")
+    client.get("/another/one")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in family.samples
+    }
+    requests = "persona_serve_requests_total"
+    assert samples[(requests, (("route", "/predict"), ("status", "200")))] == 1
+    assert samples[(requests, (("route", "/predict"), ("status", "422")))] == 1
+    # unknown paths share one series: a scanner cannot create a series per path it tries
+    assert samples[(requests, (("route", "other"), ("status", "404")))] == 2
+    assert samples[("persona_serve_predicted_records_total", ())] == 2
+    assert samples[("persona_serve_request_seconds_count", (("route", "/predict"),))] == 2
+    assert ("persona_serve_model_version", ()) in samples

@@ -1,0 +1,69 @@
+"""`persona serve` under Gunicorn exports one set of metrics for all its workers: whichever worker
+answers a scrape, the counts are the whole server's (prometheus_client multiprocess mode), and a
+worker that dies takes its live gauge with it but not its counts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.request
+from collections.abc import Callable
+
+from prometheus_client.parser import text_string_to_metric_families
+from serve_process import Server
+
+from infra.stack.process import wait_until
+
+Sample = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _scrape(server: Server) -> dict[Sample, float]:
+    with urllib.request.urlopen(server.base + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def _predicted(samples: dict[Sample, float]) -> float:
+    return samples.get(
+        ("persona_serve_requests_total", (("route", "/predict"), ("status", "200"))), 0.0
+    )
+
+
+def _versions(samples: dict[Sample, float]) -> dict[str, float]:
+    return {
+        dict(labels)["pid"]: value
+        for (name, labels), value in samples.items()
+        if name == "persona_serve_model_version"
+    }
+
+
+def test_every_scrape_shows_the_whole_servers_counts(
+    start_server: Callable[..., Server],
+) -> None:
+    server = start_server(workers=2)
+    answered: set[int] = set()
+    for i in range(40):
+        status, body = server.post("/predict", [[float(i % 7)] * 10])
+        assert status == 200, body
+        answered.add(server.get("/health")[1]["pid"])
+    assert len(answered) == 2, "both workers should have answered (the test relies on it)"
+
+    for _ in range(6):  # each scrape lands on either worker: all must show the total
+        samples = _scrape(server)
+        assert _predicted(samples) == 40
+        assert samples[("persona_serve_predicted_records_total", ())] == 40
+    versions = _versions(_scrape(server))
+    assert set(versions) == {str(pid) for pid in server.worker_pids()}
+
+    victim = min(server.worker_pids())
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(
+        lambda: len(server.worker_pids()) == 2 and victim not in server.worker_pids(), 60
+    ), server.output()
+    # Gunicorn's child_exit marked it dead: its live gauge is gone, its counts are not.
+    assert wait_until(lambda: str(victim) not in _versions(_scrape(server)), 30), server.output()
+    assert _predicted(_scrape(server)) == 40
