@@ -330,7 +330,57 @@ def doctor(
         raise typer.Exit(1)
 
 
+def system_status(
+    watch: Annotated[
+        float | None,
+        typer.Option(
+            "--watch",
+            "-w",
+            min=1.0,
+            help="Refresh every this many seconds until Ctrl-C (e.g. --watch 5).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document, for tools.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds each source may take.", min=0.5)] = 5.0,
+) -> None:
+    """The live system on one screen: each service up or down (the stream workers, monitor and
+    trainer from their Kafka consumer groups, the REST service from /health), the workers and
+    their partitions, consumer lag, the champion version and since when, the last windows and
+    their status, dead letters in the last hour, open retrain commands.
+
+    Read from Kafka, MLflow and PostgreSQL directly (no Prometheus needed); a source that is down
+    is named on the screen and the rest still shows. Not the stack's processes: that is
+    `persona stack status`.
+    """
+    import time
+
+    from infra.status import collect, render
+    from personas.settings import Settings
+
+    settings = Settings()
+    palette = {"green": typer.colors.GREEN, "red": typer.colors.RED, "yellow": typer.colors.YELLOW}
+
+    def colour(text: str, name: str) -> str:
+        return typer.style(text, fg=palette[name])
+
+    try:
+        while True:
+            status = collect(settings, timeout=timeout)
+            if as_json:
+                typer.echo(json.dumps(status.as_dict()))
+            else:
+                if watch is not None:
+                    typer.echo("\x1b[H\x1b[2J", nl=False)  # clear the screen, cursor home
+                typer.echo(render(status, colour=colour))
+            if watch is None:
+                return
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return
+
+
 def register(app: typer.Typer) -> None:
+    app.command("status")(system_status)
     app.command("demo")(demo)
     app.command("doctor")(doctor)
     app.command("soak")(soak)

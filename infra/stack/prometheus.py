@@ -57,10 +57,31 @@ def default_targets(host: str = "127.0.0.1") -> dict[str, list[str]]:
     }
 
 
-def scrape_config(scrape: Scrape) -> str:
+#: docker-compose.yml's services and their /metrics ports (infra/compose/prometheus.yml).
+COMPOSE_TARGETS = {
+    "persona-stream": ["stream:6066"],
+    "persona-monitor": ["monitor:6070"],
+    "persona-trainer": ["trainer:6071"],
+    "persona-serve": ["serve:9999"],
+}
+STACK_HEADER = "# Written by the stack (infra/stack/prometheus.py); rewritten at every start."
+COMPOSE_HEADER = (
+    "# docker compose's Prometheus: infra.stack.prometheus.compose_config(), the local stack's\n"
+    "# scrape_config() over the service names (tests/unit/infra/test_compose.py compares)."
+)
+
+
+def compose_config() -> str:
+    """infra/compose/prometheus.yml, regenerated: ``python -c 'from infra.stack.prometheus
+    import compose_config; print(compose_config(), end="")' > infra/compose/prometheus.yml``."""
+    scrape = Scrape(COMPOSE_TARGETS, rules=[Path("/etc/prometheus/rules.yml")])
+    return scrape_config(scrape, header=COMPOSE_HEADER)
+
+
+def scrape_config(scrape: Scrape, *, header: str = STACK_HEADER) -> str:
     """prometheus.yml for ``scrape`` (YAML written by hand: a handful of lines, no dependency)."""
     lines = [
-        "# Written by the stack (infra/stack/prometheus.py); rewritten at every start.",
+        header,
         "global:",
         f"  scrape_interval: {scrape.interval_s:g}s",
         f"  scrape_timeout: {min(10.0, scrape.interval_s):g}s",

@@ -61,9 +61,9 @@ def up(settings: Settings, say: Callable[[str], None] = print, profile: str = "d
     for service in services(settings):
         _still_answering(started, settings)  # MLflow would wait minutes for a dead PostgreSQL
         t0 = time.monotonic()
-        say(f"{service.name:<9} {service.address} … ")
+        say(f"{service.name:<10} {service.address} … ")
         outcome = service.start()
-        say(f"{service.name:<9} {outcome} ({time.monotonic() - t0:.1f} s)")
+        say(f"{service.name:<10} {outcome} ({time.monotonic() - t0:.1f} s)")
         if not outcome.startswith(SKIPPED):
             started.append(service)
     _still_answering(started, settings)
@@ -94,7 +94,7 @@ def down(settings: Settings, say: Callable[[str], None] = print, profile: str = 
         cluster.down(settings, say)
         return
     for service in reversed(services(settings)):
-        say(f"{service.name:<9} {service.stop()}")
+        say(f"{service.name:<10} {service.stop()}")
 
 
 def status(settings: Settings, profile: str = "default") -> list[ServiceStatus]:

@@ -26,7 +26,7 @@ SETTINGS_MODULES = (
     "trainer.settings",
     "serving.settings",
 )
-PINNED = re.compile(r"^[\w./-]+:\d+(\.\d+)+([-\w.]*)?$")
+PINNED = re.compile(r"^[\w./-]+:v?\d+(\.\d+)+([-\w.]*)?$")
 APP_IMAGE = "persona-stream:0.1.0"
 
 
@@ -81,6 +81,8 @@ def test_services_are_the_whole_system(services):
         "monitor",
         "trainer",
         "serve",
+        "prometheus",
+        "grafana",
     }
 
 
@@ -234,3 +236,71 @@ def test_dockerfile_is_pinned_and_installs_every_package():
     assert re.search(r"^USER\s+persona", dockerfile, flags=re.MULTILINE)
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".stack", ".cache", ".git", ".env"} <= set(ignored)
+
+
+def test_prometheus_scrapes_every_app_service_with_the_shipped_rules(services):
+    from infra.stack.prometheus import COMPOSE_TARGETS, compose_config
+
+    config = (ROOT / "infra/compose/prometheus.yml").read_text()
+    assert config == compose_config(), (
+        "infra/compose/prometheus.yml is stale: regenerate it with compose_config() (its docstring)"
+    )
+    mounts = services["prometheus"]["volumes"]
+    assert "./infra/prometheus/rules.yml:/etc/prometheus/rules.yml:ro" in mounts
+    for job, (target,) in COMPOSE_TARGETS.items():
+        name, port = target.split(":")
+        assert job == f"persona-{name}" and name in services
+        env = services[name]["environment"]
+        host = {
+            "stream": "PERSONA_STREAM_WEB_HOST",
+            "monitor": "PERSONA_MONITOR_METRICS_HOST",
+            "trainer": "PERSONA_TRAINER_METRICS_HOST",
+            "serve": "PERSONA_SERVE_HOST",
+        }[name]
+        assert env[host] == "0.0.0.0", f"{name} listens on loopback only: Prometheus cannot scrape"
+        defaults = {"stream": 6066, "monitor": 6070, "trainer": 6071, "serve": 9999}
+        assert int(port) == defaults[name]
+
+
+def test_grafana_dashboard_reads_the_provisioned_prometheus_and_known_metrics(services):
+    import json
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.counters import MonitorStats
+    from monitor.metrics import MonitorMetrics
+    from serving.metrics import ServeMetrics
+    from stream_app.metrics import StreamMetrics
+    from trainer.metrics import TrainerMetrics
+
+    datasources = yaml.safe_load(
+        (ROOT / "infra/compose/grafana/provisioning/datasources/prometheus.yml").read_text()
+    )
+    (source,) = datasources["datasources"]
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((ROOT / "infra/grafana/persona-stream.json").read_text())
+    registries: list[CollectorRegistry] = [
+        StreamMetrics().registry,
+        MonitorMetrics(MonitorStats()).registry,
+        TrainerMetrics().registry,
+        ServeMetrics().registry,
+    ]
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
+    exported = {
+        family.name + suffix
+        for registry in registries
+        for family in registry.collect()
+        for suffix in suffixes.get(family.type, ("",))
+    }
+    rules = (ROOT / "infra/prometheus/rules.yml").read_text()
+    recorded = set(re.findall(r"record:\s*(persona[a-z_:]+)", rules))
+    queries = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(queries) >= 15
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+    for expr in queries:
+        for name in re.findall(r"\bpersona[a-z_:]+", expr):
+            assert name in exported or name in recorded, f"dashboard queries unknown {name}"
+    mounts = services["grafana"]["volumes"]
+    assert "./infra/grafana:/var/lib/grafana/dashboards:ro" in mounts
