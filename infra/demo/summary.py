@@ -99,6 +99,11 @@ def print_summary(
         f"({'no duplicates' if rows == distinct else 'DUPLICATES'})"
     )
     console.print(f"MLflow UI (experiments, registry): {settings.tracking_uri}")
+    console.print(
+        f"Prometheus (metrics of every service, alerts): "
+        f"http://{settings.prometheus_host}:{settings.prometheus_port}/alerts; "
+        "`persona status` shows the live system on one screen"
+    )
     if reports_dir is not None:
         console.print(f"Evidently reports of non-ok windows: {reports_dir}")
     if plot_path is not None:
