@@ -30,7 +30,7 @@ MAX_EXAMPLES = 100
 SEED = 20261202
 #: Small, so the boundary cases (max_batch + 1 records) are cheap to generate and send.
 MAX_BATCH = 20
-OPERATIONS = {"POST /predict", "GET /health", "GET /model", "GET /"}
+OPERATIONS = {"POST /predict", "GET /health", "GET /model", "GET /metrics", "GET /"}
 
 
 def st_run(server: Server, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path]:
