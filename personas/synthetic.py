@@ -191,22 +191,30 @@ class VarianceGrowth:
 
 @dataclass(frozen=True)
 class MeanShift:
-    """Add ``delta`` to the chosen features (0-based column indices) of every row.
+    """Add ``delta`` to the chosen features (0-based column indices) of every row, or only of the
+    rows of ``personas`` (indices into the centroids; empty = everyone).
 
     Simulates a systematic change of how everyone answers some questions (a reworded item, a
-    changed scale). Other features, the noise and the persona mix do not change.
+    changed scale), or of how one segment answers them ("Steve gets more price-sensitive": two
+    such shifts with opposite signs move personas apart and cancel in pooled statistics). Other
+    features, the noise and the persona mix do not change.
     """
 
     features: tuple[int, ...]
     delta: float
+    personas: tuple[int, ...] = ()
 
     def apply(self, batch: Batch, rng: np.random.Generator, strength: np.ndarray) -> Batch:
         d = batch.X.shape[1]
         cols = np.asarray(self.features, dtype=np.int64)
         if cols.size == 0 or np.any(cols < 0) or np.any(cols >= d):
             raise ValueError(f"features must be column indices in [0, {d}), got {self.features}")
+        k = batch.centroids.shape[0]
+        if any(not 0 <= j < k for j in self.personas):
+            raise ValueError(f"personas must be indices in [0, {k}), got {self.personas}")
+        rows = np.isin(batch.persona, self.personas) if self.personas else np.ones(len(batch.X))
         X = batch.X.copy()
-        X[:, cols] += (self.delta * strength)[:, None]
+        X[:, cols] += (self.delta * strength * rows)[:, None]
         return replace(batch, X=X)
 
 
