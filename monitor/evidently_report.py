@@ -3,9 +3,12 @@
 One ``Report([DataDriftPreset(...)], include_tests=True)`` (Evidently 0.7 API) over the raw features
 and, by default, the persona frame: the residual of each feature to the assigned centroid
 (``r_x1`` … ``r_x10``), the distance to it and the persona, and for each persona a per-persona test
-flagged (``personas``) that persona's own residuals (``Sustainable Steve r_x1`` …, empty for the
-other personas' rows): pooled residual columns average opposite shifts of two personas away, so
-without these the report of such a window would show nothing moving. The per-column results go into the
+flagged (``personas``) that persona's own columns, empty in the other personas' rows: the residuals
+of the features its mean moved in (``Sustainable Steve r_x1`` …) and its distance
+(``Sustainable Steve distance``). Pooled residual columns average opposite shifts of two personas
+away, so without these the report of such a window would show nothing moving; only the moved
+features, because every column costs Evidently time (a window where all three personas' spread
+grew would otherwise get 30 more columns and take twice as long). The per-column results go into the
 DriftReport as informational tests (``evidently:<column>``); Evidently's dataset-drift test
 (``evidently:dataset_drift``, ≥ 50 % of columns drifted) counts in the verdict only when configured:
 on raw features it is weak and badly calibrated (docs/facts.md "Drift detection power"). Evidently is imported here, lazily
@@ -15,7 +18,7 @@ only for the windows the ``reports`` setting asks for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,10 +59,10 @@ def frame_table(
     frame: LabelledWindow,
     *,
     residuals: bool,
-    personas: Sequence[str] = (),
+    personas: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """A DataFrame of one batch: raw features (+ residuals, distance, persona name, and the
-    residuals of the named personas alone: NaN in other personas' rows)."""
+    """A DataFrame of one batch: raw features (+ residuals, distance, persona name, and for each
+    persona named, its distance and the residuals of the features given: NaN in other rows)."""
     import pandas as pd
 
     names = list(ref.model.feature_names)
@@ -69,11 +72,12 @@ def frame_table(
             table[f"r_{name}"] = frame.residual[:, j]
         table["distance"] = frame.distance
         table["persona"] = np.asarray(ref.model.persona_names, dtype=object)[frame.index]
-        for persona in personas:
-            k = ref.model.persona_names.index(persona)
-            mine = frame.index == k
-            for j, name in enumerate(names):
-                table[f"{persona} r_{name}"] = np.where(mine, frame.residual[:, j], np.nan)
+        for persona, moved in (personas or {}).items():
+            mine = frame.index == ref.model.persona_names.index(persona)
+            for feature in moved:
+                j = names.index(feature)
+                table[f"{persona} r_{feature}"] = np.where(mine, frame.residual[:, j], np.nan)
+            table[f"{persona} distance"] = np.where(mine, frame.distance, np.nan)
     return table
 
 
@@ -93,7 +97,7 @@ def run_report(
     method: str = "ks",
     max_rows: int = 5_000,
     residuals: bool = True,
-    personas: Sequence[str] = (),
+    personas: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     name: str | None = None,
     timestamp: datetime | None = None,
@@ -101,7 +105,7 @@ def run_report(
     """Run Evidently's DataDriftPreset for one window against the reference.
 
     ``name`` and ``timestamp`` (the window id and its end) place the run in a workspace's history;
-    ``personas`` (names) get their own residual columns.
+    ``personas`` (name → moved features) get their own columns.
     """
     from evidently import Report
     from evidently.presets import DataDriftPreset

@@ -32,7 +32,7 @@ from pathlib import Path
 from monitor.evidently_report import EvidentlyResult, run_report
 from monitor.policy import Decision, Outcome
 from monitor.settings import MonitorSettings
-from monitor.stats import Reference, TestResult, label_window, run_tests
+from monitor.stats import PersonaResult, Reference, TestResult, label_window, run_tests
 from monitor.windows import ClosedWindow
 from personas.schemas import DriftReport, DriftTest, utc_now
 
@@ -52,7 +52,7 @@ class Verdict:
     evidently: EvidentlyResult | None = None
     seconds: float = 0.0  # the verdict (labelling + calibrated tests)
     report_seconds: float = 0.0  # the optional Evidently report
-    moved_personas: list[str] = field(default_factory=list)  # flagged by a per-persona test
+    moved_personas: dict[str, list[str]] = field(default_factory=dict)  # persona → features
 
 
 def _info(name: str, statistic: float | None, detail: str) -> DriftTest:
@@ -169,7 +169,9 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
     for r in results:
         tests.extend(persona_tests(r))
     failed = [r.name for r in results if r.failed]
-    moved = sorted({part.persona for r in results for part in r.personas if part.failed})
+    moved: dict[str, list[str]] = {}  # personas flagged by a per-persona test → moved features
+    for part in sorted((p for r in results for p in r.personas if p.failed), key=_by_name):
+        moved.setdefault(part.persona, []).extend(f.feature for f in part.features)
     mix = {
         name: float(c) / frame.n
         for name, c in zip(ref.model.persona_names, frame.counts, strict=True)
@@ -231,8 +233,16 @@ def warm_up(ms: MonitorSettings) -> None:
         import evidently.presets  # noqa: F401
 
 
+def _by_name(part: PersonaResult) -> str:
+    return part.persona
+
+
 def _evidently(
-    window: ClosedWindow, ref: Reference, frame: object, ms: MonitorSettings, moved: list[str]
+    window: ClosedWindow,
+    ref: Reference,
+    frame: object,
+    ms: MonitorSettings,
+    moved: dict[str, list[str]],
 ) -> tuple[EvidentlyResult | None, str | None]:
     """(the report, None), or (None, what went wrong): Evidently is third-party code on data it
     has not seen, so any exception is caught here and judged by the caller."""
@@ -244,7 +254,7 @@ def _evidently(
             method=ms.evidently_method,
             max_rows=ms.evidently_max_rows,
             residuals=ms.evidently_residuals,
-            personas=moved if ms.evidently_residuals else [],
+            personas=moved if ms.evidently_residuals else None,
             seed=window.event_count,
             name=window.window_id,
             timestamp=window.end,

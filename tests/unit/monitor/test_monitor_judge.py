@@ -109,10 +109,10 @@ def test_evidently_report_is_informational_and_saved(
     assert {"evidently:x1", "evidently:r_x10", "evidently:distance", "evidently:persona"} <= set(
         columns
     )
-    # every persona's spread grew, so each gets its own residual columns too
-    assert verdict.moved_personas == sorted(january.model.persona_names)
-    assert len(columns) == 1 + 10 + 10 + 2 + 3 * 10
-    assert "evidently:Pragmatic Pat r_x10" in columns
+    # every persona's spread grew, so each gets its own distance column (its mean did not move)
+    assert verdict.moved_personas == {name: [] for name in sorted(january.model.persona_names)}
+    assert len(columns) == 1 + 10 + 10 + 2 + 3
+    assert "evidently:Pragmatic Pat distance" in columns
     assert all(":" not in name for name in verdict.failed_tests)
     path = verdict.evidently.save_html(report_path(tmp_path, window.window_id, 1))
     assert path.name == "7d-2025-03-03T00_00_00Z-v1.html"
@@ -235,7 +235,10 @@ def test_a_persona_drift_is_reported_by_persona_and_feature_in_the_report_and_al
     verdict = judge(window, january, settings(reports="non_ok", reports_dir=tmp_path))
     assert "persona_shift" in verdict.failed_tests
     assert "residual_mean" not in verdict.failed_tests  # the pooled test is blind to it
-    assert verdict.moved_personas == ["Eco-Conscious Haley", "Sustainable Steve"]
+    assert {p: sorted(f) for p, f in verdict.moved_personas.items()} == {
+        "Eco-Conscious Haley": ["x1", "x2"],
+        "Sustainable Steve": ["x1", "x2"],
+    }
     tests = {t.name: t for t in verdict.tests}
     assert tests["persona:Sustainable Steve:shift"].failed
     assert tests["persona:Eco-Conscious Haley:shift"].failed
@@ -250,7 +253,9 @@ def test_a_persona_drift_is_reported_by_persona_and_feature_in_the_report_and_al
     columns = {t.name: t for t in verdict.tests if t.name.startswith("evidently:")}
     assert columns["evidently:Sustainable Steve r_x1"].failed
     assert columns["evidently:Eco-Conscious Haley r_x2"].failed
-    assert not any("Pragmatic Pat r_" in name for name in columns)
+    assert "evidently:Sustainable Steve distance" in columns
+    assert "evidently:Sustainable Steve r_x3" not in columns  # only the features that moved
+    assert not any("Pragmatic Pat" in name for name in columns)
 
     decision = DriftPolicy().decide(
         window.window_id, window.start, window.end, verdict.outcome, model_version=1
