@@ -2,7 +2,7 @@
 
 Reference: a January-like month (vendor centroids, persona mix 1/3 each, isotropic std 2), the
 champion being the reference's own cluster means (as a retrain would fit them). Each repetition draws
-two consecutive windows of the scenario and records whether the verdict (the four calibrated tests
+two consecutive windows of the scenario and records whether the verdict (the six calibrated tests
 of monitor/stats.py, OR, α = 0.0025 each) fails the first window, whether it fails either of the
 two ("within two windows"), and whether it fails both (the default policy's ``drift`` status, which
 sends the retrain command, by the second window; for S0 that is a false retrain). Baseline, measured in the same run on the same windows: the seed's
@@ -13,6 +13,8 @@ S5–S7 move personas differently (issue #16): opposite mean shifts of Sustainab
 Eco-Conscious Haley, which cancel in the pooled residual test, and one persona's spread growing.
 S0 is drawn ``--null-factor`` times as often as the drift scenarios (fresh noise every window:
 a new reference per repetition), because its rate is the one a target of ≤ 2 % needs tight.
+
+"pooled 4" = the four pooled tests alone (the verdict before issue #16), from the same windows.
 
 Gradual drift (G rows): a shift that grows linearly, by 0.5σ over a month (30 days; the
 generator's ``--gradual``), then stays (the next month at full shift), judged in
@@ -63,6 +65,7 @@ GRADUAL: dict[str, dict[str, Any]] = {
     "G2 Steve +0.5σ/month, Haley −0.5σ/month in x1, x2": {"persona_shift": _opposite(2)},
 }
 GRADUAL_WEEKS = 8
+POOLED = ("distance_shift", "persona_mix", "residual_mean", "far_tail")
 
 
 def ks_baseline(window: np.ndarray, reference: np.ndarray) -> bool:
@@ -86,7 +89,16 @@ def _reference(
 
 
 def _fails(champion: CentroidModel, ref: Reference, x: np.ndarray, alpha: float) -> bool:
-    return any(r.failed for r in run_tests(ref, label_window(champion, x), alpha=alpha))
+    return _verdicts(champion, ref, x, alpha)[0]
+
+
+def _verdicts(
+    champion: CentroidModel, ref: Reference, x: np.ndarray, alpha: float
+) -> tuple[bool, bool]:
+    """(the verdict fails, the four pooled tests alone fail: the verdict before issue #16)."""
+    results = run_tests(ref, label_window(champion, x), alpha=alpha)
+    pooled = any(r.failed for r in results if r.name in POOLED)
+    return any(r.failed for r in results), pooled
 
 
 def gradual(
@@ -142,7 +154,7 @@ def main() -> None:
     print(f"reference rows {args.reference}, α = {args.alpha} per test, {args.reps} reps per cell")
     print(
         f"{'scenario':40} {'events':>6} | {'monitor 1 win':>13} {'within 2':>9} {'both':>6} | "
-        f"{'K-S ≥50% 1 win':>14} {'within 2':>9}"
+        f"{'pooled 4 1 win':>14} {'within 2':>9} | {'K-S ≥50% 1 win':>14} {'within 2':>9}"
     )
     started = time.perf_counter()
     windows_judged = 0
@@ -151,26 +163,30 @@ def main() -> None:
             if only and not name.startswith(only):
                 continue
             reps = args.reps * (args.null_factor if not params else 1)
-            one = two = both = base_one = base_two = 0
+            one = two = both = base_one = base_two = pool_one = pool_two = 0
             for _ in range(reps):
                 champion, ref, ref_x = _reference(rng, vendor, args.reference)
-                fails, base = [], []
+                fails, base, pooled = [], [], []
                 for _ in range(2):
                     x = draw_window(
                         rng, vendor.centroids, size, new_centroid=new_centroid, **params
                     )
-                    fails.append(_fails(champion, ref, x, args.alpha))
+                    verdict, pooled_verdict = _verdicts(champion, ref, x, args.alpha)
+                    fails.append(verdict)
+                    pooled.append(pooled_verdict)
                     base.append(ks_baseline(x, ref_x))
                     windows_judged += 1
                 one += fails[0]
                 two += fails[0] or fails[1]
                 both += fails[0] and fails[1]
+                pool_one += pooled[0]
+                pool_two += pooled[0] or pooled[1]
                 base_one += base[0]
                 base_two += base[0] or base[1]
             print(
                 f"{name:40} {size:>6} | {one / reps:>13.1%} {two / reps:>9.1%} "
-                f"{both / reps:>6.1%} | {base_one / reps:>14.1%} {base_two / reps:>9.1%}"
-                f"  ({reps} reps)",
+                f"{both / reps:>6.1%} | {pool_one / reps:>14.1%} {pool_two / reps:>9.1%} | "
+                f"{base_one / reps:>14.1%} {base_two / reps:>9.1%}  ({reps} reps)",
                 flush=True,
             )
     for size in sizes:

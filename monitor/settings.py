@@ -1,8 +1,8 @@
 """Monitor settings (env prefix ``PERSONA_MONITOR_``); connections come from ``personas.Settings``.
 
-Defaults follow docs/facts.md "Drift detection power": four tests in the persona frame at
-α = 0.0025 each (≈1 % false alarms per window combined), two consecutive failed windows make
-``drift``. Build ``MonitorSettings()`` in the CLI or ``main()``, never at import.
+Defaults follow docs/facts.md "Drift detection power" and issue #16: six tests in the persona
+frame at α = 0.0025 each (≈1.5 % false alarms per window combined), two consecutive failed windows
+make ``drift``. Build ``MonitorSettings()`` in the CLI or ``main()``, never at import.
 """
 
 from __future__ import annotations
