@@ -2,7 +2,8 @@
 
 Measured in one run, on the same synthetic data (vendor centroids, std 2, a 5,000-row reference):
   * hot path: parse a PersonaLabel (pydantic, from JSON bytes) and add it to a window, per event;
-  * verdict: relabel + the four calibrated tests for a window of --events events;
+  * verdict: relabel + the six calibrated tests for a window of --events events, beside the
+    four pooled ones alone (the verdict before the per-persona tests of issue #16);
   * a window 10× bigger than ``max_window_events`` (kept as a 20,000-event sample);
   * baseline: Evidently's new-API Report with DataDriftPreset (its default verdict) on raw
     x1..x10, and the full report the monitor writes (raw + residuals + distance + persona).
@@ -24,7 +25,7 @@ import numpy as np
 
 from monitor.evidently_report import run_report
 from monitor.judge import judge
-from monitor.settings import MonitorSettings
+from monitor.settings import TEST_NAMES, MonitorSettings
 from monitor.stats import Reference, label_window
 from monitor.windows import ClosedWindow, TimeWindower, WindowEvent
 from personas.catalogue import FEATURES, load_vendor_catalogue
@@ -126,7 +127,13 @@ def main() -> None:
     )
 
     verdict_s = best(lambda: judge(window, ref, ms))
-    print(f"monitor verdict (relabel + 4 tests)      {verdict_s * 1000:8.1f} ms")
+    pooled = ms.model_copy(update={"tests": TEST_NAMES[:4]})
+    pooled_s = best(lambda: judge(window, ref, pooled))
+    print(f"monitor verdict (relabel + 6 tests)      {verdict_s * 1000:8.1f} ms")
+    print(
+        f"  the four pooled tests alone            {pooled_s * 1000:8.1f} ms "
+        f"(per-persona tests ×{verdict_s / pooled_s:.2f})"
+    )
 
     big = 10 * ms.max_window_events
     big_raw = labels_json(model, draw(rng, vendor.centroids, big))

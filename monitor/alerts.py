@@ -32,6 +32,23 @@ def _short(name: str, p: float | None) -> str:
     return name if p is None else f"{name} p={p:.1e}"
 
 
+def _moved_personas(alert: DriftReport) -> str:
+    """ "moved: Sustainable Steve shift x1 +0.53σ x2 +0.62σ; …" from the per-persona entries."""
+    parts: dict[str, list[str]] = {}
+    features: dict[str, list[str]] = {}
+    for test in alert.tests:
+        if not (test.name.startswith("persona:") and test.failed):
+            continue
+        persona, what = test.name.removeprefix("persona:").rsplit(":", 1)
+        if what in ("shift", "spread"):
+            parts.setdefault(persona, []).append(what)
+        elif test.statistic is not None:
+            features.setdefault(persona, []).append(f"{what} {test.statistic:+.2f}σ")
+    return "; ".join(
+        " ".join([persona, *kinds, *features.get(persona, [])]) for persona, kinds in parts.items()
+    )
+
+
 def format_alert(alert: DriftReport | TrainerAlert) -> tuple[str, str]:
     """(one readable line, colour name)."""
     if isinstance(alert, TrainerAlert):
@@ -50,6 +67,9 @@ def format_alert(alert: DriftReport | TrainerAlert) -> tuple[str, str]:
         parts.append(f"mean distance {alert.mean_distance:.2f}")
     if failed:
         parts.append("failed: " + ", ".join(_short(t.name, t.p_value) for t in failed))
+    moved = _moved_personas(alert)
+    if moved:
+        parts.append(f"moved: {moved}")
     shown = (
         "info:policy",
         "info:too_few_events",

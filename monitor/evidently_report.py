@@ -2,7 +2,13 @@
 
 One ``Report([DataDriftPreset(...)], include_tests=True)`` (Evidently 0.7 API) over the raw features
 and, by default, the persona frame: the residual of each feature to the assigned centroid
-(``r_x1`` … ``r_x10``), the distance to it and the persona. The per-column results go into the
+(``r_x1`` … ``r_x10``), the distance to it and the persona, and for each persona a per-persona test
+flagged (``personas``) that persona's own columns, empty in the other personas' rows: the residuals
+of the features its mean moved in (``Sustainable Steve r_x1`` …) and its distance
+(``Sustainable Steve distance``). Pooled residual columns average opposite shifts of two personas
+away, so without these the report of such a window would show nothing moving; only the moved
+features, because every column costs Evidently time (a window where all three personas' spread
+grew would otherwise get 30 more columns and take twice as long). The per-column results go into the
 DriftReport as informational tests (``evidently:<column>``); Evidently's dataset-drift test
 (``evidently:dataset_drift``, ≥ 50 % of columns drifted) counts in the verdict only when configured:
 on raw features it is weak and badly calibrated (docs/facts.md "Drift detection power"). Evidently is imported here, lazily
@@ -12,6 +18,7 @@ only for the windows the ``reports`` setting asks for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,9 +54,15 @@ class EvidentlyResult:
 
 
 def frame_table(
-    ref: Reference, features: np.ndarray, frame: LabelledWindow, *, residuals: bool
+    ref: Reference,
+    features: np.ndarray,
+    frame: LabelledWindow,
+    *,
+    residuals: bool,
+    personas: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """A DataFrame of one batch: raw features (+ residuals, distance, persona name)."""
+    """A DataFrame of one batch: raw features (+ residuals, distance, persona name, and for each
+    persona named, its distance and the residuals of the features given: NaN in other rows)."""
     import pandas as pd
 
     names = list(ref.model.feature_names)
@@ -59,6 +72,12 @@ def frame_table(
             table[f"r_{name}"] = frame.residual[:, j]
         table["distance"] = frame.distance
         table["persona"] = np.asarray(ref.model.persona_names, dtype=object)[frame.index]
+        for persona, moved in (personas or {}).items():
+            mine = frame.index == ref.model.persona_names.index(persona)
+            for feature in moved:
+                j = names.index(feature)
+                table[f"{persona} r_{feature}"] = np.where(mine, frame.residual[:, j], np.nan)
+            table[f"{persona} distance"] = np.where(mine, frame.distance, np.nan)
     return table
 
 
@@ -78,20 +97,26 @@ def run_report(
     method: str = "ks",
     max_rows: int = 5_000,
     residuals: bool = True,
+    personas: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     name: str | None = None,
     timestamp: datetime | None = None,
 ) -> EvidentlyResult:
     """Run Evidently's DataDriftPreset for one window against the reference.
 
-    ``name`` and ``timestamp`` (the window id and its end) place the run in a workspace's history.
+    ``name`` and ``timestamp`` (the window id and its end) place the run in a workspace's history;
+    ``personas`` (name → moved features) get their own columns.
     """
     from evidently import Report
     from evidently.presets import DataDriftPreset
 
-    current = _limit(frame_table(ref, features, frame, residuals=residuals), max_rows, seed)
+    current = _limit(
+        frame_table(ref, features, frame, residuals=residuals, personas=personas), max_rows, seed
+    )
     reference = _limit(
-        frame_table(ref, ref.features, ref.frame, residuals=residuals), max_rows, seed
+        frame_table(ref, ref.features, ref.frame, residuals=residuals, personas=personas),
+        max_rows,
+        seed,
     )
     preset = DataDriftPreset(num_method=method or None)
     snapshot = Report([preset], include_tests=True).run(

@@ -6,7 +6,12 @@ swap a window mixes labels of two model versions, and comparing old-model distan
 model's reference would be meaningless. How many labels came from another version is reported.
 
 Test names without a colon form the verdict (OR); names with a colon are informational
-(``evidently:<column>``, ``evidently:dataset_drift``, ``info:<what>``).
+(``evidently:<column>``, ``evidently:dataset_drift``, ``info:<what>``, and the per-persona parts
+of ``persona_shift`` / ``persona_spread``: ``persona:<name>:shift`` and ``persona:<name>:spread``
+for every persona tested, whose p-value is Holm-adjusted and so compares with the threshold, and
+``persona:<name>:<feature>`` for each feature that moved in a persona flagged by the shift test,
+its statistic the shift in that persona's residual SDs). They ride in ``tests`` so that the
+DriftReport's schema, and every consumer of it, stay as they were.
 
 A test of the verdict that cannot run must not read as a pass. When Evidently is part of the
 verdict (``evidently_in_verdict``) and crashes, the window is ``insufficient`` (published as
@@ -27,11 +32,11 @@ from pathlib import Path
 from monitor.evidently_report import EvidentlyResult, run_report
 from monitor.policy import Decision, Outcome
 from monitor.settings import MonitorSettings
-from monitor.stats import Reference, label_window, run_tests
+from monitor.stats import PersonaResult, Reference, TestResult, label_window, run_tests
 from monitor.windows import ClosedWindow
 from personas.schemas import DriftReport, DriftTest, utc_now
 
-__all__ = ["Verdict", "judge", "report_path", "to_report", "warm_up"]
+__all__ = ["Verdict", "judge", "persona_tests", "report_path", "to_report", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class Verdict:
     evidently: EvidentlyResult | None = None
     seconds: float = 0.0  # the verdict (labelling + calibrated tests)
     report_seconds: float = 0.0  # the optional Evidently report
+    moved_personas: dict[str, list[str]] = field(default_factory=dict)  # persona → features
 
 
 def _info(name: str, statistic: float | None, detail: str) -> DriftTest:
@@ -101,6 +107,34 @@ def _pipeline_tests(window: ClosedWindow, ref: Reference | None) -> list[DriftTe
     return tests
 
 
+def persona_tests(result: TestResult) -> list[DriftTest]:
+    """The informational per-persona parts of a per-persona test family (see the docstring)."""
+    tests: list[DriftTest] = []
+    for part in result.personas:
+        tests.append(
+            DriftTest(
+                name=f"persona:{part.persona}:{part.test}",
+                statistic=part.statistic,
+                p_value=part.adjusted_p,
+                threshold=result.threshold,
+                failed=part.failed,
+                detail=f"{part.n} events; {part.detail}; unadjusted p = {part.p_value:.2e}",
+            )
+        )
+        if part.failed:
+            tests.extend(
+                DriftTest(
+                    name=f"persona:{part.persona}:{f.feature}",
+                    statistic=f.shift,
+                    p_value=f.p_value,
+                    failed=True,
+                    detail=f"{part.persona}'s mean {f.feature} moved {f.shift:+.2f} residual SDs",
+                )
+                for f in part.features
+            )
+    return tests
+
+
 def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> Verdict:
     """The verdict on a window (no I/O except Evidently's optional HTML, done by the caller)."""
     import time
@@ -132,7 +166,12 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
         )
         for r in results
     ]
+    for r in results:
+        tests.extend(persona_tests(r))
     failed = [r.name for r in results if r.failed]
+    moved: dict[str, list[str]] = {}  # personas flagged by a per-persona test → moved features
+    for part in sorted((p for r in results for p in r.personas if p.failed), key=_by_name):
+        moved.setdefault(part.persona, []).extend(f.feature for f in part.features)
     mix = {
         name: float(c) / frame.n
         for name, c in zip(ref.model.persona_names, frame.counts, strict=True)
@@ -142,7 +181,7 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
     crash: str | None = None
     wants_report = ms.reports == "all" or (ms.reports == "non_ok" and bool(failed))
     if ms.evidently_in_verdict or wants_report:
-        evidently, crash = _evidently(window, ref, frame, ms)
+        evidently, crash = _evidently(window, ref, frame, ms, moved)
     name = "evidently_dataset_drift" if ms.evidently_in_verdict else "evidently:dataset_drift"
     if evidently is not None:
         tests.append(
@@ -182,6 +221,7 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
         evidently,
         seconds,
         time.perf_counter() - started - seconds,
+        moved,
     )
 
 
@@ -193,8 +233,16 @@ def warm_up(ms: MonitorSettings) -> None:
         import evidently.presets  # noqa: F401
 
 
+def _by_name(part: PersonaResult) -> str:
+    return part.persona
+
+
 def _evidently(
-    window: ClosedWindow, ref: Reference, frame: object, ms: MonitorSettings
+    window: ClosedWindow,
+    ref: Reference,
+    frame: object,
+    ms: MonitorSettings,
+    moved: dict[str, list[str]],
 ) -> tuple[EvidentlyResult | None, str | None]:
     """(the report, None), or (None, what went wrong): Evidently is third-party code on data it
     has not seen, so any exception is caught here and judged by the caller."""
@@ -206,6 +254,7 @@ def _evidently(
             method=ms.evidently_method,
             max_rows=ms.evidently_max_rows,
             residuals=ms.evidently_residuals,
+            personas=moved if ms.evidently_residuals else None,
             seed=window.event_count,
             name=window.window_id,
             timestamp=window.end,

@@ -2,7 +2,7 @@
 
 * A window whose verdict fails starts or extends an **episode** of consecutive failed windows. Its
   status is ``warning`` until the episode has ``consecutive`` failed windows, then ``drift``
-  (default 2: a single false alarm, ~1 % of windows, never triggers a retrain; two in a row
+  (default 2: a single false alarm, ~1.5 % of windows, never triggers a retrain; two in a row
   ~0.01 %; real drift is caught in ≥ 95 % of windows so it reaches ``drift`` by the second one).
 * A passing window ends the episode (``ok``). A window with too few events (``insufficient_data``)
   neither extends nor ends it.

@@ -1,8 +1,8 @@
 """Monitor settings (env prefix ``PERSONA_MONITOR_``); connections come from ``personas.Settings``.
 
-Defaults follow docs/facts.md "Drift detection power": four tests in the persona frame at
-α = 0.0025 each (≈1 % false alarms per window combined), two consecutive failed windows make
-``drift``. Build ``MonitorSettings()`` in the CLI or ``main()``, never at import.
+Defaults follow docs/facts.md "Drift detection power" and issue #16: six tests in the persona
+frame at α = 0.0025 each (≈1.5 % false alarms per window combined), two consecutive failed windows
+make ``drift``. Build ``MonitorSettings()`` in the CLI or ``main()``, never at import.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from personas.errors import ConfigError
 __all__ = ["TEST_NAMES", "MonitorSettings", "parse_duration"]
 
 #: The calibrated tests of monitor/stats.py, by name.
-TEST_NAMES: tuple[str, ...] = ("distance_shift", "persona_mix", "residual_mean", "far_tail")
+TEST_NAMES: tuple[str, ...] = (
+    "distance_shift",
+    "persona_mix",
+    "residual_mean",
+    "far_tail",
+    "persona_shift",
+    "persona_spread",
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

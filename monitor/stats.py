@@ -2,8 +2,8 @@
 
 Raw x1..x10 are three-humped mixtures: per-column tests on them are weak and badly calibrated. After
 labelling with the champion, every event has an assigned centroid, a residual ``x − c`` and a
-distance ``‖x − c‖``; drift in anything that matters to the personas moves one of these. Four tests,
-each at the same α, combined by OR (Bonferroni: 4 × 0.0025 ≈ 1 % false alarms per window):
+distance ``‖x − c‖``; drift in anything that matters to the personas moves one of these. Six tests,
+each at the same α, combined by OR (Bonferroni: 6 × 0.0025 ≈ 1.5 % false alarms per window):
 
 ``distance_shift``  one-sided Mann-Whitney U, window distances > reference distances
                     (the personas fit worse: variance grows, the original March);
@@ -12,21 +12,71 @@ each at the same α, combined by OR (Bonferroni: 4 × 0.0025 ≈ 1 % false alarm
                     reference shares taken as exact gives 10–67 % false alarms on small references);
 ``residual_mean``   two-sample Hotelling T² on residual vectors (a mean shift of the data);
 ``far_tail``        one-sided Fisher exact test on the count of events beyond the reference's 99th
-                    percentile of distance (a small, far-away new group: a new persona).
+                    percentile of distance (a small, far-away new group: a new persona);
+``persona_shift``   Hotelling T² per persona (that persona's window residuals vs its reference
+                    residuals), Holm-corrected over the personas tested: shifts that differ between
+                    personas, which cancel in the pooled ``residual_mean`` ("Steve more
+                    price-sensitive, Haley less");
+``persona_spread``  one-sided Mann-Whitney U per persona on distances, Holm-corrected: one persona's
+                    answers getting noisier, which the pooled ``distance_shift`` dilutes.
+
+The per-persona tests are families: each persona gets a p-value, Holm's step-down adjusts them so
+that the family as a whole fails with probability ≤ α on drift-free data whatever the dependence
+between personas (the window's budget is unchanged: one α per named test), and the personas whose
+adjusted p-value is below α are the ones reported as moved, with the features that moved.
 
 All one-sided tests only flag a *worse* fit, so judging data that fits better than the reference
-(after a retrain on a drifted month) is not drift. Cost: ~10 ms for a 10,000-event window.
+(after a retrain on a drifted month) is not drift. Cost: ~15–35 ms for a 10,000-event window
+(the per-persona families about double the four pooled tests' cost).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from personas.model import CentroidModel
 
-__all__ = ["LabelledWindow", "Reference", "TestResult", "label_window", "run_tests"]
+__all__ = [
+    "FeatureShift",
+    "LabelledWindow",
+    "PersonaResult",
+    "PersonaSample",
+    "Reference",
+    "TestResult",
+    "holm",
+    "label_window",
+    "run_tests",
+]
+
+#: Fewest window events of a persona for its own tests; fewer and it is left out of the family
+#: (the pooled tests and persona_mix still see it).
+MIN_PERSONA_EVENTS = 5
+
+
+@dataclass(frozen=True)
+class FeatureShift:
+    """How far one feature's mean residual moved for one persona."""
+
+    feature: str
+    shift: float  # window − reference mean residual, in that persona's pooled residual SDs
+    p_value: float  # two-sided t test of this feature alone (not corrected)
+
+
+@dataclass(frozen=True)
+class PersonaResult:
+    """One persona's part of a per-persona test family."""
+
+    persona: str
+    test: str  # "shift" or "spread"
+    n: int  # window events of this persona
+    statistic: float
+    p_value: float  # this persona's own p-value
+    adjusted_p: float  # Holm-adjusted over the family; compared with α
+    failed: bool
+    detail: str
+    features: tuple[FeatureShift, ...] = ()  # the features that moved (shift test, when failed)
 
 
 @dataclass(frozen=True)
@@ -37,6 +87,26 @@ class TestResult:
     threshold: float
     failed: bool
     detail: str
+    personas: tuple[PersonaResult, ...] = ()
+
+
+def holm(p_values: np.ndarray | list[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (same order as given).
+
+    Rejecting every hypothesis whose adjusted p-value is < α keeps the probability of any false
+    rejection ≤ α under any dependence; the smallest adjusted value is Bonferroni's m · min p, so
+    "the family fails" has exactly Bonferroni's size, and Holm only adds power to name more than
+    one persona.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(stepped, 1.0)
+    return adjusted
 
 
 @dataclass(frozen=True)
@@ -63,6 +133,24 @@ def label_window(model: CentroidModel, features: np.ndarray) -> LabelledWindow:
 
 
 @dataclass(frozen=True)
+class PersonaSample:
+    """One persona's reference events in the persona frame (for the per-persona tests)."""
+
+    n: int
+    residual_mean: np.ndarray
+    residual_scatter: np.ndarray  # Σ (r − mean)(r − mean)ᵀ over this persona's events
+    distance: np.ndarray
+
+    @classmethod
+    def of(cls, frame: LabelledWindow, k: int) -> PersonaSample:
+        members = frame.index == k
+        residual = frame.residual[members]
+        mean = residual.mean(axis=0) if residual.shape[0] else np.zeros(residual.shape[1])
+        centred = residual - mean
+        return cls(int(members.sum()), mean, centred.T @ centred, frame.distance[members])
+
+
+@dataclass(frozen=True)
 class Reference:
     """The champion's reference sample in its own persona frame, precomputed once per champion."""
 
@@ -73,6 +161,7 @@ class Reference:
     residual_mean: np.ndarray
     residual_scatter: np.ndarray  # Σ (r − mean)(r − mean)ᵀ
     features: np.ndarray
+    personas: tuple[PersonaSample, ...]  # one per centroid row
 
     @classmethod
     def build(cls, model: CentroidModel, features: np.ndarray) -> Reference:
@@ -90,6 +179,7 @@ class Reference:
             residual_mean=frame.residual.mean(axis=0),
             residual_scatter=centred.T @ centred,
             features=x,
+            personas=tuple(PersonaSample.of(frame, k) for k in range(model.n_personas)),
         )
 
     @property
@@ -162,24 +252,12 @@ def _chi_squared(window: LabelledWindow, ref: Reference, alpha: float) -> TestRe
 
 
 def _hotelling(window: LabelledWindow, ref: Reference, alpha: float) -> TestResult:
-    from scipy.stats import f as f_dist
-
     n1, n2 = window.n, ref.frame.n
     d = window.residual.shape[1]
-    dof = n1 + n2 - d - 1
-    if dof < 1:
+    if n1 + n2 - d - 1 < 1:
         return TestResult("residual_mean", 0.0, 1.0, alpha, False, "too few events")
-    mean_w = window.residual.mean(axis=0)
-    centred = window.residual - mean_w
-    pooled = (centred.T @ centred + ref.residual_scatter) / (n1 + n2 - 2)
-    diff = mean_w - ref.residual_mean
-    try:
-        solved = np.linalg.solve(pooled, diff)
-    except np.linalg.LinAlgError:
-        solved = np.linalg.pinv(pooled) @ diff
-    t2 = float(n1 * n2 / (n1 + n2) * diff @ solved)
-    f_stat = t2 * dof / (d * (n1 + n2 - 2))
-    p = float(f_dist.sf(f_stat, d, dof))
+    pooled_ref = PersonaSample(n2, ref.residual_mean, ref.residual_scatter, ref.frame.distance)
+    t2, p, diff, _, _ = _hotelling_p(window.residual, pooled_ref)
     top = np.argsort(-np.abs(diff))[:2]
     names = ref.model.feature_names
     moved = ", ".join(f"{names[i]} {diff[i]:+.2f}" for i in top)
@@ -206,11 +284,128 @@ def _fisher_tail(window: LabelledWindow, ref: Reference, alpha: float) -> TestRe
     )
 
 
+def _hotelling_p(
+    window_residual: np.ndarray, ref: PersonaSample
+) -> tuple[float, float, np.ndarray, np.ndarray, int]:
+    """Two-sample Hotelling T² of one persona: (T², p, mean difference, pooled covariance, dof)."""
+    from scipy.stats import f as f_dist
+
+    n1, n2 = window_residual.shape[0], ref.n
+    d = window_residual.shape[1]
+    dof = n1 + n2 - d - 1
+    mean_w = window_residual.mean(axis=0)
+    centred = window_residual - mean_w
+    pooled = (centred.T @ centred + ref.residual_scatter) / (n1 + n2 - 2)
+    diff = mean_w - ref.residual_mean
+    try:
+        solved = np.linalg.solve(pooled, diff)
+    except np.linalg.LinAlgError:
+        solved = np.linalg.pinv(pooled) @ diff
+    t2 = float(n1 * n2 / (n1 + n2) * diff @ solved)
+    p = float(f_dist.sf(t2 * dof / (d * (n1 + n2 - 2)), d, dof))
+    return t2, p, diff, pooled, dof
+
+
+def _feature_shifts(
+    names: tuple[str, ...],
+    diff: np.ndarray,
+    pooled: np.ndarray,
+    n1: int,
+    n2: int,
+    dof: int,
+    alpha: float,
+) -> tuple[FeatureShift, ...]:
+    """The features that moved, largest first: those significant alone at α / d (Bonferroni over
+    features), or the largest one when the shift is spread too thin for any to be."""
+    from scipy.stats import t as t_dist
+
+    sd = np.sqrt(np.maximum(np.diag(pooled), 1e-300))
+    z = diff / (sd * np.sqrt(1.0 / n1 + 1.0 / n2))
+    p = 2.0 * t_dist.sf(np.abs(z), max(dof, 1))
+    order = np.argsort(p, kind="stable")
+    chosen = [int(j) for j in order if p[j] < alpha / diff.size] or [int(order[0])]
+    return tuple(FeatureShift(names[j], float(diff[j] / sd[j]), float(p[j])) for j in chosen)
+
+
+def _family(
+    name: str,
+    results: list[PersonaResult],
+    skipped: list[str],
+    alpha: float,
+) -> TestResult:
+    """Holm over the personas tested; the family's p-value is the smallest adjusted one."""
+    adjusted = holm([r.p_value for r in results])
+    done = tuple(
+        replace(r, adjusted_p=float(a), failed=bool(a < alpha))
+        for r, a in zip(results, adjusted, strict=True)
+    )
+    if not done:
+        return TestResult(name, 0.0, 1.0, alpha, False, "no persona has enough events")
+    best = min(done, key=lambda r: r.adjusted_p)
+    moved = [r for r in done if r.failed]
+    lines = [f"{r.persona}: {r.detail} (adjusted p = {r.adjusted_p:.1e})" for r in moved]
+    detail = (
+        "; ".join(lines)
+        if moved
+        else f"no persona moved (smallest adjusted p {best.adjusted_p:.2g})"
+    )
+    if skipped:
+        detail += f"; not tested (< {MIN_PERSONA_EVENTS} events): {', '.join(skipped)}"
+    return TestResult(name, best.statistic, best.adjusted_p, alpha, bool(moved), detail, done)
+
+
+def _persona_shift(window: LabelledWindow, ref: Reference, alpha: float) -> TestResult:
+    names = ref.model.feature_names
+    results: list[PersonaResult] = []
+    skipped: list[str] = []
+    for k, persona in enumerate(ref.model.persona_names):
+        sample = ref.personas[k]
+        residual = window.residual[window.index == k]
+        n1, d = residual.shape
+        if n1 < MIN_PERSONA_EVENTS or sample.n < d + 2:
+            skipped.append(persona)
+            continue
+        t2, p, diff, pooled, dof = _hotelling_p(residual, sample)
+        features = _feature_shifts(names, diff, pooled, n1, sample.n, dof, alpha)
+        moved = ", ".join(f"{f.feature} {f.shift:+.2f}σ" for f in features)
+        results.append(
+            PersonaResult(
+                persona, "shift", n1, t2, p, p, False, f"T² = {t2:.1f}; {moved}", features
+            )
+        )
+    return _family("persona_shift", results, skipped, alpha)
+
+
+def _persona_spread(window: LabelledWindow, ref: Reference, alpha: float) -> TestResult:
+    from scipy.stats import mannwhitneyu
+
+    results: list[PersonaResult] = []
+    skipped: list[str] = []
+    for k, persona in enumerate(ref.model.persona_names):
+        sample = ref.personas[k]
+        distance = window.distance[window.index == k]
+        n1 = distance.size
+        if n1 < MIN_PERSONA_EVENTS or sample.n < MIN_PERSONA_EVENTS:
+            skipped.append(persona)
+            continue
+        res = mannwhitneyu(distance, sample.distance, alternative="greater", method="asymptotic")
+        auc = float(res.statistic) / (n1 * sample.n)
+        detail = (
+            f"median distance {np.median(distance):.2f} vs reference "
+            f"{np.median(sample.distance):.2f}; P(window > reference) = {auc:.3f}"
+        )
+        p = float(res.pvalue)
+        results.append(PersonaResult(persona, "spread", n1, auc, p, p, False, detail))
+    return _family("persona_spread", results, skipped, alpha)
+
+
 _TESTS = {
     "distance_shift": _mann_whitney,
     "persona_mix": _chi_squared,
     "residual_mean": _hotelling,
     "far_tail": _fisher_tail,
+    "persona_shift": _persona_shift,
+    "persona_spread": _persona_spread,
 }
 
 

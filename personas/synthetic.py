@@ -58,6 +58,9 @@ def draw_window(
     new_share: float = 0.0,
     mix: Sequence[float] | None = None,
     new_centroid: Sequence[float] | np.ndarray | None = None,
+    persona_shift: np.ndarray | None = None,
+    persona_scale: Sequence[float] | np.ndarray | None = None,
+    strength: np.ndarray | None = None,
 ) -> np.ndarray:
     """Features of one i.i.d. window, for calibrating and testing drift checks by the thousand.
 
@@ -65,17 +68,28 @@ def draw_window(
     traffic does) and nothing but the feature matrix is built. ``shift`` moves x1 and x2;
     ``new_share`` of the rows come from ``new_centroid`` (default: 9 on every feature). The
     calibration tables in docs/monitor.md depend on this exact sequence of draws.
+
+    Drift that differs between personas (applied after the draws, so the sequence is unchanged):
+    ``persona_shift`` (k × d) is added to each row of persona j as its row j, ``persona_scale``
+    (k) multiplies persona j's noise. ``strength`` (one value per row, in [0, 1]) scales
+    ``shift`` and ``persona_shift`` per row: a gradual drift, each row at its point of the ramp.
     """
     k, d = centroids.shape
     shares = np.full(k, 1.0 / k) if mix is None else np.asarray(mix)
     n_new = round(n * new_share)
     which = rng.choice(k, size=n - n_new, p=shares)
-    x = centroids[which] + rng.normal(0.0, std, size=(n - n_new, d))
+    noise = rng.normal(0.0, std, size=(n - n_new, d))
+    if persona_scale is not None:
+        noise *= np.asarray(persona_scale, dtype=float)[which][:, None]
+    x = centroids[which] + noise
+    if persona_shift is not None:
+        moved = np.asarray(persona_shift, dtype=float)[which]
+        x += moved if strength is None else moved * strength[: n - n_new, None]
     if n_new:
         far = np.full(d, 9.0) if new_centroid is None else np.asarray(new_centroid, dtype=float)
         x = np.vstack([x, far + rng.normal(0.0, std, size=(n_new, d))])
     if shift:
-        x[:, :2] += shift
+        x[:, :2] += shift if strength is None else shift * strength[:, None]
     return np.asarray(x)
 
 
@@ -177,22 +191,30 @@ class VarianceGrowth:
 
 @dataclass(frozen=True)
 class MeanShift:
-    """Add ``delta`` to the chosen features (0-based column indices) of every row.
+    """Add ``delta`` to the chosen features (0-based column indices) of every row, or only of the
+    rows of ``personas`` (indices into the centroids; empty = everyone).
 
     Simulates a systematic change of how everyone answers some questions (a reworded item, a
-    changed scale). Other features, the noise and the persona mix do not change.
+    changed scale), or of how one segment answers them ("Steve gets more price-sensitive": two
+    such shifts with opposite signs move personas apart and cancel in pooled statistics). Other
+    features, the noise and the persona mix do not change.
     """
 
     features: tuple[int, ...]
     delta: float
+    personas: tuple[int, ...] = ()
 
     def apply(self, batch: Batch, rng: np.random.Generator, strength: np.ndarray) -> Batch:
         d = batch.X.shape[1]
         cols = np.asarray(self.features, dtype=np.int64)
         if cols.size == 0 or np.any(cols < 0) or np.any(cols >= d):
             raise ValueError(f"features must be column indices in [0, {d}), got {self.features}")
+        k = batch.centroids.shape[0]
+        if any(not 0 <= j < k for j in self.personas):
+            raise ValueError(f"personas must be indices in [0, {k}), got {self.personas}")
+        rows = np.isin(batch.persona, self.personas) if self.personas else np.ones(len(batch.X))
         X = batch.X.copy()
-        X[:, cols] += (self.delta * strength)[:, None]
+        X[:, cols] += (self.delta * strength * rows)[:, None]
         return replace(batch, X=X)
 
 

@@ -49,6 +49,7 @@ def _scenarios(
     shift_features: str | None,
     shift_by: float | None,
     gradual: bool,
+    shift_by_persona: str | None = None,
 ) -> tuple[Scenario, ...]:
     """Scenarios in their fixed order: mix → new persona → variance → mean shift."""
     from personas.synthetic import (
@@ -69,10 +70,19 @@ def _scenarios(
         found.append(NewPersona(new_share, centroid))
     if variance_factor is not None:
         found.append(VarianceGrowth(variance_factor))
-    if (shift_features is None) != (shift_by is None):
-        raise ConfigError("--shift-features and --shift-by go together")
+    if shift_by is not None and shift_by_persona is not None:
+        raise ConfigError("--shift-by and --shift-by-persona exclude each other")
+    amounts = _floats(shift_by_persona, "--shift-by-persona")
+    if (shift_features is None) != (shift_by is None and amounts is None):
+        raise ConfigError("--shift-features and --shift-by (or --shift-by-persona) go together")
     if shift_features is not None and shift_by is not None:
         found.append(MeanShift(_feature_indices(shift_features), shift_by))
+    if shift_features is not None and amounts is not None:
+        found.extend(
+            MeanShift(_feature_indices(shift_features), delta, personas=(j,))
+            for j, delta in enumerate(amounts)
+            if delta
+        )
     if gradual:
         if not found:
             raise ConfigError("--gradual needs a scenario to ramp up (e.g. --shift-by)")
@@ -143,6 +153,13 @@ def generate(
     shift_by: Annotated[
         float | None, typer.Option(help="Scenario 'mean shift': amount added to them.")
     ] = None,
+    shift_by_persona: Annotated[
+        str | None,
+        typer.Option(
+            help="Scenario 'per-persona mean shift': one amount per persona in id order, e.g. "
+            "1,-1,0 (Steve up, Haley down, Pat unchanged); instead of --shift-by."
+        ),
+    ] = None,
     gradual: Annotated[
         bool,
         typer.Option(help="Scenarios grow linearly from none on the 1st to full at month end."),
@@ -183,6 +200,7 @@ def generate(
         shift_features,
         shift_by,
         gradual,
+        shift_by_persona,
     )
     if original:
         if n is not None or std is not None or seed is not None or original_month is not None:

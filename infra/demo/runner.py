@@ -158,6 +158,7 @@ def _generate(
                 str(m.seed),
                 "--out",
                 str(path),
+                *m.scenario,
             ),
             env,
             f"generating {m.month}",

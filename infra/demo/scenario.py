@@ -19,6 +19,7 @@ class DemoMonth:
     std: float
     seed: int
     role: str
+    scenario: tuple[str, ...] = ()  # more `persona generate` options (drift scenarios)
 
 
 DEFAULT_MONTHS: tuple[DemoMonth, ...] = (

@@ -131,7 +131,8 @@ def plot(seen: Observed, path: Path, alpha: float | None = None) -> Path:
         ax1.axvspan(r.window_start, r.window_end, color=colours.get(r.status, "white"), lw=0)
         mid = r.window_start + (r.window_end - r.window_start) / 2
         for t in _verdict_tests(r):
-            if t.p_value is not None:
+            # the verdict's tests only: not the per-persona parts (persona:<name>:…)
+            if t.p_value is not None and ":" not in t.name:
                 series[t.name].append((mid, -np.log10(max(t.p_value, 1e-300))))
     for name, points in sorted(series.items()):
         xs, ys = zip(*points, strict=True)

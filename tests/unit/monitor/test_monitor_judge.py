@@ -109,7 +109,10 @@ def test_evidently_report_is_informational_and_saved(
     assert {"evidently:x1", "evidently:r_x10", "evidently:distance", "evidently:persona"} <= set(
         columns
     )
-    assert len(columns) == 1 + 10 + 10 + 2
+    # every persona's spread grew, so each gets its own distance column (its mean did not move)
+    assert verdict.moved_personas == {name: [] for name in sorted(january.model.persona_names)}
+    assert len(columns) == 1 + 10 + 10 + 2 + 3
+    assert "evidently:Pragmatic Pat distance" in columns
     assert all(":" not in name for name in verdict.failed_tests)
     path = verdict.evidently.save_html(report_path(tmp_path, window.window_id, 1))
     assert path.name == "7d-2025-03-03T00_00_00Z-v1.html"
@@ -214,3 +217,52 @@ def test_evidently_report_crash_outside_the_verdict_is_said_in_the_report(
     assert verdict.outcome == "fail" and verdict.evidently is None
     (note,) = [t for t in verdict.tests if t.name == "info:evidently_report"]
     assert note.failed is False and "RuntimeError: evidently blew up" in note.detail
+
+
+def test_a_persona_drift_is_reported_by_persona_and_feature_in_the_report_and_alert_line(
+    january: Reference, draw: Draw, tmp_path: Path
+) -> None:
+    """Steve +0.5σ and Haley −0.5σ in x1, x2: the report says who moved and in which features,
+    its JSON still parses as the unchanged DriftReport schema, and the Evidently report carries
+    the moved personas' own residual columns (not the others')."""
+    from pydantic import TypeAdapter
+
+    from personas.schemas import Alert, DriftReport
+
+    moved = np.zeros((3, 10))
+    moved[0, :2], moved[1, :2] = 1.0, -1.0
+    window = closed(draw(np.random.default_rng(7), 1500, persona_shift=moved))
+    verdict = judge(window, january, settings(reports="non_ok", reports_dir=tmp_path))
+    assert "persona_shift" in verdict.failed_tests
+    assert "residual_mean" not in verdict.failed_tests  # the pooled test is blind to it
+    assert {p: sorted(f) for p, f in verdict.moved_personas.items()} == {
+        "Eco-Conscious Haley": ["x1", "x2"],
+        "Sustainable Steve": ["x1", "x2"],
+    }
+    tests = {t.name: t for t in verdict.tests}
+    assert tests["persona:Sustainable Steve:shift"].failed
+    assert tests["persona:Eco-Conscious Haley:shift"].failed
+    assert not tests["persona:Pragmatic Pat:shift"].failed
+    assert not tests["persona:Sustainable Steve:spread"].failed
+    steve = tests["persona:Sustainable Steve:shift"]
+    assert steve.p_value is not None and steve.threshold is not None
+    assert steve.p_value < steve.threshold
+    assert tests["persona:Sustainable Steve:x1"].statistic > 0.2  # type: ignore[operator]
+    assert tests["persona:Eco-Conscious Haley:x2"].statistic < -0.2  # type: ignore[operator]
+    assert not any(n.startswith("persona:Pragmatic Pat:x") for n in tests)
+    columns = {t.name: t for t in verdict.tests if t.name.startswith("evidently:")}
+    assert columns["evidently:Sustainable Steve r_x1"].failed
+    assert columns["evidently:Eco-Conscious Haley r_x2"].failed
+    assert "evidently:Sustainable Steve distance" in columns
+    assert "evidently:Sustainable Steve r_x3" not in columns  # only the features that moved
+    assert not any("Pragmatic Pat" in name for name in columns)
+
+    decision = DriftPolicy().decide(
+        window.window_id, window.start, window.end, verdict.outcome, model_version=1
+    )
+    report = to_report(window, verdict, decision, report_uri=None)
+    parsed = TypeAdapter(Alert).validate_json(report.model_dump_json())
+    assert isinstance(parsed, DriftReport) and parsed == report
+    line, _ = format_alert(report)
+    assert "failed: persona_shift p=" in line
+    assert "moved: Sustainable Steve shift x" in line and "Eco-Conscious Haley shift x" in line

@@ -77,6 +77,26 @@ def test_generate_original_months_and_scenarios(tmp_path: Path) -> None:
     assert len(df) == 500 and (df["true_persona_id"] == 3).sum() == 100
 
 
+def test_generate_per_persona_shifts(tmp_path: Path) -> None:
+    """--shift-by-persona 1,-1,0: Steve's x1, x2 up, Haley's down, Pat's and the rest unchanged."""
+    args = ["generate", "--n", "3000", "--seed", "5", "--shift-features", "x1,x2"]
+    plain, moved = tmp_path / "plain.parquet", tmp_path / "moved.parquet"
+    assert (
+        runner.invoke(build_app(), [*args, "--shift-by", "0", "--out", str(plain)]).exit_code == 0
+    )
+    result = runner.invoke(
+        build_app(), [*args, "--shift-by-persona", "1,-1,0", "--out", str(moved)]
+    )
+    assert result.exit_code == 0, result.output
+    before, after = pd.read_parquet(plain), pd.read_parquet(moved)
+    diff = after[list(FEATURES)].to_numpy() - before[list(FEATURES)].to_numpy()
+    who = before["true_persona_id"].to_numpy()
+    np.testing.assert_allclose(diff[who == 0][:, :2], 1.0)
+    np.testing.assert_allclose(diff[who == 1][:, :2], -1.0)
+    np.testing.assert_allclose(diff[who == 2], 0.0)
+    np.testing.assert_allclose(diff[:, 2:], 0.0)
+
+
 def _centroids() -> np.ndarray:
     from personas.catalogue import load_vendor_catalogue
     from personas.synthetic import DEFAULT_NEW_CENTROID
@@ -90,7 +110,14 @@ def _centroids() -> np.ndarray:
         (["--month", "2025-13"], "month must look like 2025-03"),
         (["--mix", "1,2"], "2 mix weights for 3 personas"),
         (["--mix", "a,b,c"], "--mix must be comma-separated numbers"),
-        (["--shift-by", "1"], "--shift-features and --shift-by go together"),
+        (["--shift-by", "1"], "--shift-features and --shift-by (or --shift-by-persona) go"),
+        (["--shift-by-persona", "1,-1"], "--shift-features and --shift-by (or --shift-by-persona)"),
+        (["--shift-features", "x1"], "--shift-features and --shift-by (or --shift-by-persona)"),
+        (
+            ["--shift-features", "x1", "--shift-by", "1", "--shift-by-persona", "1"],
+            "--shift-by and --shift-by-persona exclude each other",
+        ),
+        (["--shift-features", "x1", "--shift-by-persona", "0,0,0,1"], "personas must be indices"),
         (["--shift-features", "x11", "--shift-by", "1"], "names from x1..x10"),
         (["--gradual"], "--gradual needs a scenario"),
         (["--original-month", "2024-01"], "--original-month must be one of 2025-01"),

@@ -107,6 +107,17 @@ def test_mean_shift_moves_exactly_the_chosen_features(centroids: np.ndarray) -> 
         MeanShift((10,), 1.0).apply(before, np.random.default_rng(0), np.ones(1000))
 
 
+def test_mean_shift_of_one_persona_moves_only_its_rows(centroids: np.ndarray) -> None:
+    before = _batch(centroids, n=1000)
+    after = apply_scenarios(before, [MeanShift((0,), 2.0, personas=(1,))], np.random.default_rng(0))
+    diff = after.X - before.X
+    assert np.allclose(diff[before.persona == 1, 0], 2.0)
+    assert np.array_equal(diff[before.persona != 1], np.zeros(((before.persona != 1).sum(), 10)))
+    assert np.array_equal(diff[:, 1:], np.zeros((1000, 9)))
+    with pytest.raises(ValueError, match="personas must be indices"):
+        MeanShift((0,), 1.0, personas=(3,)).apply(before, np.random.default_rng(0), np.ones(1000))
+
+
 def test_new_persona_moves_exact_share_and_keeps_noise(centroids: np.ndarray) -> None:
     before = _batch(centroids, n=10_000)
     after = apply_scenarios(before, [NewPersona(0.1)], np.random.default_rng(0))
