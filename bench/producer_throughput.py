@@ -51,7 +51,7 @@ def timed(label: str, results: list[tuple[str, float, int]], n: int) -> Iterator
 
 
 def bare_loop(
-    settings: Settings, topic: str, payloads: list[str], keys: list[str], stamps: list[int]
+    settings: Settings, topic: str, payloads: list[bytes], keys: list[str], stamps: list[int]
 ) -> float:
     from confluent_kafka import Producer
 
