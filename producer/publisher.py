@@ -353,8 +353,11 @@ def publish_events(
     config = _reporting_config(
         settings,
         summary,
-        **{"linger.ms": ps.linger_ms, "compression.type": ps.compression},
-        **(client_overrides or {}),
+        **{
+            "linger.ms": ps.linger_ms,
+            "compression.type": ps.compression,
+            **(client_overrides or {}),  # the caller's word wins (a repeated name is no error)
+        },
     )
     producer = Producer(config)
     update, stop_bar = _make_progress(len(events), progress)
