@@ -20,9 +20,9 @@ with an explanation, or skips and reports them (``on_future="skip"``); they are 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -367,16 +367,24 @@ def publish_events(
     failed_before = summary.failed
     started = time.perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-json") as pool:
-            pending = pool.submit(_chunk, events, 0, min(n, chunk), ps.validate_mode)
-            for a in range(0, n, chunk):
+        workers = ps.json_threads
+        starts = range(0, n, chunk)
+
+        def build(k: int) -> Future[_Chunk]:
+            return pool.submit(
+                _chunk, events, starts[k], min(n, starts[k] + chunk), ps.validate_mode
+            )
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="persona-json") as pool:
+            ahead = deque(build(k) for k in range(min(workers, len(starts))))
+            for k, a in enumerate(starts):
                 b = min(n, a + chunk)
-                payloads, keys, stamps, bad = pending.result()
-                # Failure reports are served while the JSON thread is idle: serving one takes
-                # the GIL, which that thread would otherwise hold for milliseconds at a time.
+                payloads, keys, stamps, bad = ahead.popleft().result()
+                # Failure reports are served between chunks, not while producing: serving one
+                # takes the GIL, which a JSON thread may hold for milliseconds at a time.
                 producer.poll(0)
-                if b < n:
-                    pending = pool.submit(_chunk, events, b, min(n, b + chunk), ps.validate_mode)
+                if k + workers < len(starts):
+                    ahead.append(build(k + workers))
                 summary.errors.extend(bad)
                 summary.invalid += len(bad)
                 _send_chunk(
@@ -416,9 +424,10 @@ def publish_events(
     return summary
 
 
-def _chunk(
-    events: Events, a: int, b: int, mode: str
-) -> tuple[list[bytes | None], list[str], list[int], list[RowError]]:
+_Chunk = tuple[list[bytes | None], list[str], list[int], list[RowError]]
+
+
+def _chunk(events: Events, a: int, b: int, mode: str) -> _Chunk:
     built = build_payloads(events, a, b)
     payloads: list[bytes | None] = list(built)
     bad: list[RowError] = []
