@@ -141,12 +141,10 @@ class _Deliveries:
             self.summary.delivery_errors[err.name()] += 1
 
 
-def _reporting_config(
-    settings: Settings, summary: PublishSummary, **overrides: Any
-) -> dict[str, Any]:
-    """The producer config of a publisher: failures reported to ``summary``, successes counted."""
-    reports = {"on_delivery": _Deliveries(summary), "delivery.report.only.error": True}
-    return producer_config(settings, **{**reports, **overrides})
+def _failure_reports(summary: PublishSummary) -> dict[str, Any]:
+    """Client settings of a publisher: failures reported to ``summary`` (successes are counted
+    by :func:`_count_sent`)."""
+    return {"on_delivery": _Deliveries(summary), "delivery.report.only.error": True}
 
 
 def _count_sent(summary: PublishSummary, handed: int, failed_before: int, remaining: int) -> None:
@@ -350,10 +348,10 @@ def publish_events(
         by_rate = np.arange(len(events)) / rate
         schedule = by_rate if schedule is None else np.maximum(schedule, by_rate)
 
-    config = _reporting_config(
+    config = producer_config(
         settings,
-        summary,
         **{
+            **_failure_reports(summary),
             "linger.ms": ps.linger_ms,
             "compression.type": ps.compression,
             **(client_overrides or {}),  # the caller's word wins (a repeated name is no error)
@@ -557,7 +555,8 @@ def publish_raw_frame(
     topic = topic or settings.topics.responses
     _ready(settings, topic)
     summary = PublishSummary(topic=topic, rows=len(rows))
-    producer = Producer(_reporting_config(settings, summary, **{"linger.ms": ps.linger_ms}))
+    config = producer_config(settings, **{**_failure_reports(summary), "linger.ms": ps.linger_ms})
+    producer = Producer(config)
     handed = 0
     started = time.perf_counter()
 
