@@ -31,10 +31,17 @@ from producer.validation import Events
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["build_payloads", "format_timestamps"]
+__all__ = ["arrow_strings", "build_payloads", "format_timestamps"]
 
 _COMMA = ord(",")
 _YEAR_10000_US = 253_402_300_800_000_000
+
+
+def arrow_strings(column: np.ndarray | pa.Array) -> pa.Array:
+    """A text column of :class:`~producer.validation.Events` as Arrow strings (no copy if it is)."""
+    import pyarrow as pa
+
+    return column if isinstance(column, pa.Array) else pa.array(column, pa.string())
 
 
 def format_timestamps(us: np.ndarray) -> np.ndarray:
@@ -139,17 +146,17 @@ def _build(events: Events, start: int, stop: int) -> list[bytes]:
     import pyarrow.compute as pc
 
     rows = slice(start, stop)
-    respondent = pa.array(events.respondent_id[rows], pa.string())
+    respondent = arrow_strings(events.respondent_id[rows])
     escape = pc.match_substring_regex(respondent, r'["\\\x00-\x1f]')
     respondent_json = pc.binary_join_element_wise('"', respondent, '"', "")
     if pc.any(escape).as_py():  # rare: quote, backslash or control character in an id
         texts = respondent_json.to_pylist()
         for i in np.flatnonzero(escape.to_numpy(zero_copy_only=False)):
-            texts[i] = json.dumps(events.respondent_id[start + i], ensure_ascii=False)
+            texts[i] = json.dumps(respondent[int(i)].as_py(), ensure_ascii=False)
         respondent_json = pa.array(texts, pa.string())
     parts: list[object] = [
         '{"schema_version":1,"event_id":"',
-        pa.array(events.event_id[rows], pa.string()),
+        arrow_strings(events.event_id[rows]),
         '","respondent_id":',
         respondent_json,
         ',"submitted_at":"',

@@ -27,7 +27,7 @@ from personas.catalogue import FEATURES, Catalogue
 from personas.schemas import FEATURE_LIMIT, parse_survey_response
 from producer import validation
 from producer.generator import MonthSpec, generate_month
-from producer.payloads import build_payloads, format_timestamps
+from producer.payloads import arrow_strings, build_payloads, format_timestamps
 from producer.validation import Events, validate_frame
 
 SCHEMA = Path(__file__).parents[3] / "docs" / "schemas" / "survey-responses.schema.json"
@@ -44,17 +44,17 @@ def _previous_payloads(events: Events) -> list[str]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    respondent = pa.array(events.respondent_id, pa.string())
+    respondent = arrow_strings(events.respondent_id)  # (the only change: Arrow input accepted)
     escape = pc.match_substring_regex(respondent, r'["\\\x00-\x1f]')
     respondent_json = pc.binary_join_element_wise('"', respondent, '"', "")
     if pc.any(escape).as_py():
         texts = respondent_json.to_pylist()
         for i in np.flatnonzero(escape.to_numpy(zero_copy_only=False)):
-            texts[i] = json.dumps(events.respondent_id[i], ensure_ascii=False)
+            texts[i] = json.dumps(respondent[int(i)].as_py(), ensure_ascii=False)
         respondent_json = pa.array(texts, pa.string())
     parts: list[object] = [
         '{"schema_version":1,"event_id":"',
-        pa.array(events.event_id, pa.string()),
+        arrow_strings(events.event_id),
         '","respondent_id":',
         respondent_json,
         ',"submitted_at":"',
