@@ -6,7 +6,7 @@ All measured in one run, against the local broker, each on a fresh topic with th
   * generate: ``generate_month`` (centroids + noise, timestamps, ids) for N rows;
   * write/read: Parquet and CSV files of the month;
   * validate: ``validate_frame`` (vectorised checks of every row);
-  * JSON: ``build_payloads`` for all rows (pyarrow kernels) vs pydantic per row on a sample;
+  * JSON: ``build_payloads`` for all rows (orjson + Arrow kernels) vs pydantic per row on a sample;
   * publish_rows: validation + schema sample + JSON + produce + every delivery counted — what
     ``persona publish`` does after reading the file;
   * baseline: a bare loop ``producer.produce(topic, value, key, timestamp=…)`` over the SAME
@@ -112,7 +112,7 @@ def main() -> None:
         with timed("validate_frame (every row)", results, n):
             events, errors = validate_frame(month)
         assert not errors
-        with timed("build_payloads (JSON, pyarrow)", results, n):
+        with timed("build_payloads (JSON: orjson + Arrow)", results, n):
             payloads = build_payloads(events)
         sample = min(n, 20_000)
         rows = month.head(sample).to_dict(orient="records")
