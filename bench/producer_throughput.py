@@ -6,19 +6,28 @@ All measured in one run, against the local broker, each on a fresh topic with th
   * generate: ``generate_month`` (centroids + noise, timestamps, ids) for N rows;
   * write/read: Parquet and CSV files of the month;
   * validate: ``validate_frame`` (vectorised checks of every row);
-  * JSON: ``build_payloads`` for all rows (pyarrow kernels) vs pydantic per row on a sample;
+  * JSON: ``build_payloads`` for all rows (orjson + Arrow kernels) vs pydantic per row on a sample;
   * publish_rows: validation + schema sample + JSON + produce + every delivery counted — what
     ``persona publish`` does after reading the file;
   * baseline: a bare loop ``producer.produce(topic, value, key, timestamp=…)`` over the SAME
     payloads, keys and timestamps, prebuilt in memory, no delivery callback, then ``flush()``.
 
-    .venv/bin/python bench/producer_throughput.py [--events 1000000]
+``--rounds R`` runs publish_rows and the bare loop alternately R times (each on a fresh topic) and
+reports each round's ratio and their median: on a shared machine a single pair of runs can land
+in different load. ``--profile`` prints cProfile's top lines of one more publish_rows (main
+thread; the JSON thread's C work shows only as the main thread waiting for it).
+
+    .venv/bin/python bench/producer_throughput.py [--events 1000000] [--rounds 3] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
+import io
+import pstats
+import statistics
 import tempfile
 import time
 import uuid
@@ -51,7 +60,7 @@ def timed(label: str, results: list[tuple[str, float, int]], n: int) -> Iterator
 
 
 def bare_loop(
-    settings: Settings, topic: str, payloads: list[str], keys: list[str], stamps: list[int]
+    settings: Settings, topic: str, payloads: list[bytes], keys: list[str], stamps: list[int]
 ) -> float:
     from confluent_kafka import Producer
 
@@ -73,13 +82,19 @@ def bare_loop(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     n = args.events
     settings = Settings()
     catalogue = load_vendor_catalogue()
     results: list[tuple[str, float, int]] = []
     run = uuid.uuid4().hex[:8]
-    topics = {name: f"bench-producer-{name}-{run}" for name in ("ours", "bare")}
+    topics = {
+        f"{name}-{r}": f"bench-producer-{name}-{r}-{run}"
+        for r in range(args.rounds + 1)
+        for name in ("ours", "bare")
+    }
     ensure_topics(
         settings,
         [TopicSpec(t, settings.kafka_partitions, dict(KEEP_FOREVER)) for t in topics.values()],
@@ -97,7 +112,7 @@ def main() -> None:
         with timed("validate_frame (every row)", results, n):
             events, errors = validate_frame(month)
         assert not errors
-        with timed("build_payloads (JSON, pyarrow)", results, n):
+        with timed("build_payloads (JSON: orjson + Arrow)", results, n):
             payloads = build_payloads(events)
         sample = min(n, 20_000)
         rows = month.head(sample).to_dict(orient="records")
@@ -107,14 +122,27 @@ def main() -> None:
         keys = events.respondent_id.tolist()
         stamps = (events.submitted_us // 1000).tolist()
 
-        started = time.perf_counter()
-        summary = publish_rows(settings, month, topic=topics["ours"])
-        ours = time.perf_counter() - started
-        assert summary.sent == n and summary.failed == 0, summary.line()
-        results.append(("publish_rows (validate + JSON + produce + deliveries)", ours, n))
-
-        bare = bare_loop(settings, topics["bare"], payloads, keys, stamps)
-        results.append(("baseline: bare produce loop, prebuilt payloads", bare, n))
+        ratios = []
+        cpu: list[tuple[float, float]] = []  # (ours, bare) CPU seconds of this process
+        for r in range(args.rounds):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            summary = publish_rows(settings, month, topic=topics[f"ours-{r}"])
+            ours, cpu_ours = time.perf_counter() - started, time.process_time() - cpu_started
+            assert summary.sent == n and summary.failed == 0, summary.line()
+            results.append((f"publish_rows (validate + JSON + produce), round {r + 1}", ours, n))
+            cpu_started = time.process_time()
+            bare = bare_loop(settings, topics[f"bare-{r}"], payloads, keys, stamps)
+            cpu.append((cpu_ours, time.process_time() - cpu_started))
+            results.append((f"baseline: bare produce loop, prebuilt, round {r + 1}", bare, n))
+            ratios.append(bare / ours)
+        if args.profile:
+            profile = cProfile.Profile()
+            profile.enable()
+            publish_rows(settings, month, topic=topics[f"ours-{args.rounds}"])
+            profile.disable()
+            text = io.StringIO()
+            pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(12)
+            print(text.getvalue())
     finally:
         from confluent_kafka.admin import AdminClient
 
@@ -127,7 +155,17 @@ def main() -> None:
     print(f"{'step':58s} {'seconds':>9s} {'rows/s':>12s}")
     for label, seconds, rows_done in results:
         print(f"{label:58s} {seconds:9.2f} {rows_done / seconds:12,.0f}")
-    print(f"\npublish_rows / bare loop: {bare / ours:.2f} of the baseline's events/s")
+    per_million = 1e6 / n
+    print(
+        "\nCPU seconds per million events (this process, every thread), publish_rows / bare loop:"
+    )
+    for r, (cpu_ours, cpu_bare) in enumerate(cpu):
+        print(f"  round {r + 1}: {cpu_ours * per_million:.2f} / {cpu_bare * per_million:.2f}")
+    each = ", ".join(f"{x:.2f}" for x in ratios)
+    print(
+        f"\npublish_rows / bare loop: {statistics.median(ratios):.2f} of the baseline's events/s "
+        f"(median of {len(ratios)} alternating rounds: {each})"
+    )
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
 Key = ``respondent_id``; Kafka timestamp = ``submitted_at`` (ms, CreateTime); value = the
 ``SurveyResponse`` JSON (``producer.payloads``). Nothing invalid reaches the topic unless the
 caller asks for raw rows (``publish_raw_frame``, for testing the DLQ). JSON for the next chunk is
-built on a second thread while the current one is handed to librdkafka (pyarrow releases the GIL),
-which keeps both cores busy.
+built on a second thread while the current one is handed to librdkafka (pyarrow releases the GIL).
+
+Every delivery is counted without a Python call per message: the client reports only failures
+(``delivery.report.only.error``, which confluent-kafka implements in C, freeing each message's
+state either way), and librdkafka gives every message handed to it exactly one outcome, so
+``sent = handed - failed - still queued after the flush``. A Python delivery callback per message
+cost more than the produce call itself (profile in docs/benchmarks/producer.md).
 
 The broker refuses timestamps more than ``message.timestamp.after.max.ms`` (1 h by default since
 Kafka 4.0) in the future, or older than ``message.timestamp.before.max.ms``. Rows outside those
@@ -15,9 +20,9 @@ with an explanation, or skips and reports them (``on_future="skip"``); they are 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -120,17 +125,32 @@ class PublishSummary:
 
 
 class _Deliveries:
-    """The one delivery callback: counts successes and failures by error name."""
+    """The one delivery callback: counts failures by error name.
+
+    With ``delivery.report.only.error`` it is called for failed messages only; successes are
+    counted by :func:`_count_sent`. A success report (a client override turning the option off)
+    is ignored rather than counted twice.
+    """
 
     def __init__(self, summary: PublishSummary) -> None:
         self.summary = summary
 
     def __call__(self, err: Any, msg: Any) -> None:
-        if err is None:
-            self.summary.sent += 1
-        else:
+        if err is not None:
             self.summary.failed += 1
             self.summary.delivery_errors[err.name()] += 1
+
+
+def _failure_reports(summary: PublishSummary) -> dict[str, Any]:
+    """Client settings of a publisher: failures reported to ``summary`` (successes are counted
+    by :func:`_count_sent`)."""
+    return {"on_delivery": _Deliveries(summary), "delivery.report.only.error": True}
+
+
+def _count_sent(summary: PublishSummary, handed: int, failed_before: int, remaining: int) -> None:
+    """Successes = messages handed to the client - those it reported failed - those it still
+    holds after the flush (librdkafka gives each handed message exactly one outcome)."""
+    summary.sent += handed - (summary.failed - failed_before) - remaining
 
 
 def _ready(settings: Settings, topic: str) -> None:
@@ -229,7 +249,7 @@ def _schema_sample(events: Events, size: int, rng: np.random.Generator) -> list[
     errors = []
     for i, payload in enumerate(build_payloads(sample)):
         try:
-            parse_survey_response(payload.encode())
+            parse_survey_response(payload)
         except InvalidEvent as exc:
             errors.append(RowError(int(sample.line[i]), f"schema: {exc}"))
     return errors
@@ -330,23 +350,39 @@ def publish_events(
 
     config = producer_config(
         settings,
-        **{"linger.ms": ps.linger_ms, "compression.type": ps.compression},
-        **(client_overrides or {}),
+        **{
+            **_failure_reports(summary),
+            "linger.ms": ps.linger_ms,
+            "compression.type": ps.compression,
+            **(client_overrides or {}),  # the caller's word wins (a repeated name is no error)
+        },
     )
     producer = Producer(config)
-    deliveries = _Deliveries(summary)
     update, stop_bar = _make_progress(len(events), progress)
     chunk = ps.chunk_rows
     n = len(events)
+    handed = _Handed(0)
+    failed_before = summary.failed
     started = time.perf_counter()
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="persona-json") as pool:
-            pending = pool.submit(_chunk, events, 0, min(n, chunk), ps.validate_mode)
-            for a in range(0, n, chunk):
+        workers = ps.json_threads
+        starts = range(0, n, chunk)
+
+        def build(k: int) -> Future[_Chunk]:
+            return pool.submit(
+                _chunk, events, starts[k], min(n, starts[k] + chunk), ps.validate_mode
+            )
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="persona-json") as pool:
+            ahead = deque(build(k) for k in range(min(workers, len(starts))))
+            for k, a in enumerate(starts):
                 b = min(n, a + chunk)
-                payloads, keys, stamps, bad = pending.result()
-                if b < n:
-                    pending = pool.submit(_chunk, events, b, min(n, b + chunk), ps.validate_mode)
+                payloads, keys, stamps, bad = ahead.popleft().result()
+                # Failure reports are served between chunks, not while producing: serving one
+                # takes the GIL, which a JSON thread may hold for milliseconds at a time.
+                producer.poll(0)
+                if k + workers < len(starts):
+                    ahead.append(build(k + workers))
                 summary.errors.extend(bad)
                 summary.invalid += len(bad)
                 _send_chunk(
@@ -355,11 +391,12 @@ def publish_events(
                     payloads,
                     keys,
                     stamps,
-                    deliveries,
                     schedule,
                     a,
                     started,
                     on_send,
+                    handed,
+                    bool(bad),
                 )
                 update(b)
         remaining = producer.flush(ps.flush_timeout_s)
@@ -367,10 +404,12 @@ def publish_events(
         # Whatever was handed to the client still gets its chance, and is counted.
         stop_bar()
         remaining = producer.flush(ps.flush_timeout_s)
+        _count_sent(summary, handed.value, failed_before, remaining)
         summary.notes.append(f"interrupted: {summary.sent} delivered, {remaining} undelivered")
         raise
     finally:
         stop_bar()
+    _count_sent(summary, handed.value, failed_before, remaining)
     summary.elapsed_s = time.perf_counter() - started
     if remaining:
         summary.failed += remaining
@@ -383,16 +422,17 @@ def publish_events(
     return summary
 
 
-def _chunk(
-    events: Events, a: int, b: int, mode: str
-) -> tuple[list[str | None], list[str], list[int], list[RowError]]:
+_Chunk = tuple[list[bytes | None], list[str], list[int], list[RowError]]
+
+
+def _chunk(events: Events, a: int, b: int, mode: str) -> _Chunk:
     built = build_payloads(events, a, b)
-    payloads: list[str | None] = list(built)
+    payloads: list[bytes | None] = list(built)
     bad: list[RowError] = []
     if mode == "full":
         for i, payload in enumerate(built):
             try:
-                parse_survey_response(payload.encode())
+                parse_survey_response(payload)
             except InvalidEvent as exc:
                 bad.append(RowError(int(events.line[a + i]), f"schema: {exc}"))
                 payloads[i] = None
@@ -401,38 +441,60 @@ def _chunk(
     return payloads, keys, stamps, bad
 
 
+class _Handed:
+    """How many messages the client has accepted, kept up to date even when interrupted."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+
 def _send_chunk(
     producer: Any,
     topic: str,
-    payloads: list[str | None],
+    payloads: list[bytes | None],
     keys: list[str],
     stamps: list[int],
-    deliveries: _Deliveries,
     schedule: np.ndarray | None,
     offset: int,
     started: float,
     on_send: Callable[[int, float], None] | None,
+    handed: _Handed,
+    gaps: bool,
 ) -> None:
+    """Hand one chunk to the client; ``gaps``: some payloads are None (rows refused), skipped."""
     produce = producer.produce
     poll = producer.poll
-    due = -1.0  # events scheduled up to this many seconds after the start may go now
-    for i, payload in enumerate(payloads):
-        if payload is None:
-            continue
-        if schedule is not None and schedule[offset + i] > due:
-            target = float(schedule[offset + i])
-            while (now := time.perf_counter() - started) < target:
-                poll(min(target - now, 0.05))
-            due = now + 0.002
-        if on_send is not None:
-            on_send(offset + i, time.perf_counter())
-        try:
-            produce(topic, payload, keys[i], on_delivery=deliveries, timestamp=stamps[i])
-        except BufferError:  # local queue full: serve delivery reports, then retry
-            produce_waiting(
-                producer, topic, payload, keys[i], on_delivery=deliveries, timestamp=stamps[i]
-            )
-    poll(0)
+    done = 0  # counted after each produce returns, so an interrupt leaves it exact
+    try:
+        if schedule is None and on_send is None and not gaps:
+            # As fast as possible: the bare produce loop plus one addition per message.
+            for value, key, stamp in zip(payloads, keys, stamps, strict=True):
+                try:
+                    produce(topic, value, key, timestamp=stamp)
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    produce_waiting(producer, topic, value, key, timestamp=stamp)
+                done += 1
+            return
+        due = -1.0  # events scheduled up to this many seconds after the start may go now
+        for i, payload in enumerate(payloads):
+            if payload is None:
+                continue
+            if schedule is not None and schedule[offset + i] > due:
+                target = float(schedule[offset + i])
+                while (now := time.perf_counter() - started) < target:
+                    poll(min(target - now, 0.05))
+                due = now + 0.002
+            if on_send is not None:
+                on_send(offset + i, time.perf_counter())
+            try:
+                produce(topic, payload, keys[i], timestamp=stamps[i])
+            except BufferError:
+                produce_waiting(producer, topic, payload, keys[i], timestamp=stamps[i])
+            done += 1
+    finally:
+        handed.value += done
 
 
 def publish_rows(
@@ -493,8 +555,9 @@ def publish_raw_frame(
     topic = topic or settings.topics.responses
     _ready(settings, topic)
     summary = PublishSummary(topic=topic, rows=len(rows))
-    producer = Producer(producer_config(settings, **{"linger.ms": ps.linger_ms}))
-    deliveries = _Deliveries(summary)
+    config = producer_config(settings, **{**_failure_reports(summary), "linger.ms": ps.linger_ms})
+    producer = Producer(config)
+    handed = 0
     started = time.perf_counter()
 
     def cell(value: Any) -> Any:
@@ -530,15 +593,11 @@ def publish_raw_frame(
                 stamp = int(parsed.timestamp() * 1000)
         except (ValueError, TypeError):
             pass
-        producer.produce(
-            topic,
-            json.dumps(body, allow_nan=True),
-            key,
-            on_delivery=deliveries,
-            timestamp=stamp,
-        )
+        producer.produce(topic, json.dumps(body, allow_nan=True), key, timestamp=stamp)
+        handed += 1
         producer.poll(0)
     remaining = producer.flush(ps.flush_timeout_s)
+    _count_sent(summary, handed, 0, remaining)
     summary.failed += remaining
     summary.elapsed_s = time.perf_counter() - started
     return summary

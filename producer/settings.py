@@ -23,6 +23,14 @@ class ProducerSettings(BaseSettings):
         ge=1,
         description="Rows serialised to JSON at once before being handed to the Kafka client.",
     )
+    json_threads: int = Field(
+        2,
+        ge=1,
+        description=(
+            "Threads building the JSON of the next chunks while the current one is sent (most "
+            "of the work runs in orjson and Arrow kernels, outside the GIL)."
+        ),
+    )
     validate_mode: Literal["fast", "full"] = Field(
         "fast",
         description=(

@@ -23,6 +23,7 @@ from personas.schemas import FEATURE_LIMIT
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = ["Events", "RowError", "validate_frame"]
 
@@ -47,8 +48,10 @@ class RowError:
 class Events:
     """Valid rows as columns (what the publisher serialises), with their source line numbers."""
 
-    event_id: np.ndarray  # str
-    respondent_id: np.ndarray  # str
+    # Text columns: a numpy array of str, or Arrow strings as validation leaves them (converting a
+    # million ids to Python objects and back to Arrow for the JSON cost ~0.2 CPU-s).
+    event_id: np.ndarray | pa.Array
+    respondent_id: np.ndarray | pa.Array
     submitted_us: np.ndarray  # int64 microseconds since the epoch, UTC
     X: np.ndarray  # float64 (n, 10)
     true_persona_id: np.ndarray  # int64, -1 = unknown
@@ -59,8 +62,8 @@ class Events:
 
     def take(self, rows: np.ndarray) -> Events:
         return Events(
-            event_id=self.event_id[rows],
-            respondent_id=self.respondent_id[rows],
+            event_id=_take(self.event_id, rows),
+            respondent_id=_take(self.respondent_id, rows),
             submitted_us=self.submitted_us[rows],
             X=self.X[rows],
             true_persona_id=self.true_persona_id[rows],
@@ -75,10 +78,87 @@ class Events:
         return self.take(order)
 
 
+def _take(column: np.ndarray | pa.Array, rows: np.ndarray) -> np.ndarray | pa.Array:
+    if isinstance(column, np.ndarray):
+        return column[rows]
+    import pyarrow as pa
+
+    return column.take(pa.array(rows, pa.int64()))
+
+
 def _text(series: pd.Series) -> pd.Series:
     import pandas as pd
 
     return series.astype("string").fillna("").astype(pd.StringDtype("pyarrow"))
+
+
+def _strings(series: pd.Series) -> tuple[pa.Array, np.ndarray | None]:
+    """(the cells as an Arrow string array, "" for missing; the column's own str objects when
+    they are all str already, to reuse without creating a Python object per row, else None).
+
+    Most columns arrive as Python str (generated months) or Arrow strings (files): converting
+    them once and checking them with Arrow kernels costs ~50 ns a row, where pandas' string
+    methods and their conversions cost ~1 µs (docs/benchmarks/producer.md). Anything else (numbers
+    in a text column) goes through pandas' own conversion to text, as before.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    own: np.ndarray | None = None
+    try:
+        if series.dtype == object:
+            own = series.to_numpy()
+            arr = pa.array(own, type=pa.string(), from_pandas=True)
+        else:
+            arr = pa.array(series, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        own = None
+        arr = pa.array(_text(series).to_numpy(dtype=object), type=pa.string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        own = None
+        arr = pc.fill_null(arr, "")
+    return arr, own
+
+
+_UUID_DASHES = np.array([8, 13, 18, 23])
+#: one odd multiplier per 4-byte word of a UUID's text, to fold it into a 64-bit key
+_UUID_MIX = (np.arange(9, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C16)) | np.uint64(1)
+
+
+def _plain_uuids(arr: pa.Array) -> bool | None:
+    """Whether every cell is exactly a UUID (36 characters, hex digits and dashes in place) and
+    no two are the same value: ``False`` = yes, all lower case; ``True`` = yes, some upper-case
+    digits; ``None`` = not certain (the caller runs the general checks, which find why).
+
+    Checked on the Arrow data as an (n, 36) byte matrix and one sort of 64-bit keys: several
+    times faster than a regular expression and a hash table over a million ids. Two different
+    UUIDs can share a key (odds ~n²/2⁶⁵); that only sends the file to the exact general check.
+    """
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    if n == 0 or pc.min_max(pc.binary_length(arr)).as_py() != {"min": 36, "max": 36}:
+        return None
+    offsets, data = arr.buffers()[1:3]
+    first = int(np.frombuffer(offsets, dtype=np.int32, count=1, offset=arr.offset * 4)[0])
+    chars = np.frombuffer(data, dtype=np.uint8, count=n * 36, offset=first).reshape(n, 36)
+    ok = ((chars - 48) < 10) | (((chars | 0x20) - 97) < 6)  # 0-9, a-f, A-F (uint8 wraps)
+    ok[:, _UUID_DASHES] = chars[:, _UUID_DASHES] == ord("-")
+    if not ok.all():
+        return None
+    words = (chars | 0x20).view(np.uint32).astype(np.uint64)  # case folded, 9 words a row
+    keys = np.sort((words * _UUID_MIX).sum(axis=1, dtype=np.uint64))
+    if np.any(keys[1:] == keys[:-1]):
+        return None
+    return bool(np.any((chars & 0x60) == 0x40))  # A-F among valid characters
+
+
+def _same(a: pa.Array, b: pa.Array) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(pc.all(pc.equal(a, b)).as_py() is not False)
 
 
 def _numbers(series: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,20 +246,32 @@ def validate_frame(df: pd.DataFrame, first_line: int = 1) -> tuple[Events, list[
         for i in np.flatnonzero(mask):
             reasons[int(i)].append(make(int(i)))
 
-    event_id = _text(df["event_id"]).str.strip()
-    ev = event_id.to_numpy(dtype=object)
-    flag(
-        ~event_id.str.fullmatch(_UUID).to_numpy(dtype=bool),
-        lambda i: f"event_id: not a UUID ({ev[i]!r})",
-    )
-    lower = event_id.str.lower()
-    dup = lower.duplicated(keep="first").to_numpy(dtype=bool) & (lower != "").to_numpy(bool)
-    if dup.any():
-        first_seen = dict(zip(lower[~dup].tolist(), lines[~dup].tolist(), strict=True))
-        flag(dup, lambda i: f"event_id: repeats line {first_seen.get(ev[i].lower())} ({ev[i]})")
+    import pyarrow.compute as pc
 
-    respondent = _text(df["respondent_id"])
-    rlen = respondent.str.len().to_numpy(dtype=np.int64)
+    raw_ev, own_ev = _strings(df["event_id"])
+    plain = _plain_uuids(raw_ev)
+    # Every cell a bare UUID with no repeat (the usual case): nothing to strip or flag.
+    event_id = raw_ev if plain is not None else pc.utf8_trim_whitespace(raw_ev)
+
+    def ev(i: int) -> str:
+        return str(event_id[i].as_py())
+
+    if plain is None:
+        uuid = pc.match_substring_regex(event_id, f"^{_UUID}$").to_numpy(zero_copy_only=False)
+        flag(~uuid, lambda i: f"event_id: not a UUID ({ev(i)!r})")
+    lower = raw_ev if plain is False else pc.utf8_lower(event_id)
+    if plain is None and pc.count_distinct(lower).as_py() < n:  # the pandas way, first line seen
+        import pandas as pd
+
+        lowered = pd.Series(lower.to_numpy(zero_copy_only=False), dtype=object)
+        dup = lowered.duplicated(keep="first").to_numpy(dtype=bool) & (lowered != "").to_numpy(
+            dtype=bool
+        )
+        first_seen = dict(zip(lowered[~dup].tolist(), lines[~dup].tolist(), strict=True))
+        flag(dup, lambda i: f"event_id: repeats line {first_seen.get(ev(i).lower())} ({ev(i)})")
+
+    respondent, own_respondent = _strings(df["respondent_id"])
+    rlen = pc.utf8_length(respondent).to_numpy(zero_copy_only=False).astype(np.int64)
     flag(rlen == 0, lambda i: "respondent_id: missing")
     flag(
         rlen > _MAX_RESPONDENT, lambda i: f"respondent_id: longer than {_MAX_RESPONDENT} characters"
@@ -214,18 +306,22 @@ def validate_frame(df: pd.DataFrame, first_line: int = 1) -> tuple[Events, list[
         ok = known & ~bad
         truth[ok] = values[ok].astype(np.int64)
 
-    invalid = np.zeros(n, dtype=bool)
-    invalid[list(reasons)] = True
-    valid_rows = np.flatnonzero(~invalid)
+    # The column's own str objects when checking changed none of them (the usual case).
+    ev_out = own_ev if own_ev is not None and _same(lower, raw_ev) else lower
+    resp_out = own_respondent if own_respondent is not None else respondent
     events = Events(
-        event_id=lower.to_numpy(dtype=object)[valid_rows],
-        respondent_id=respondent.to_numpy(dtype=object)[valid_rows],
-        submitted_us=us[valid_rows],
-        X=X[valid_rows],
-        true_persona_id=truth[valid_rows],
-        line=lines[valid_rows],
+        event_id=ev_out,
+        respondent_id=resp_out,
+        submitted_us=us,
+        X=X,
+        true_persona_id=truth,
+        line=lines,
     )
+    if reasons:
+        invalid = np.zeros(n, dtype=bool)
+        invalid[list(reasons)] = True
+        events = events.take(np.flatnonzero(~invalid))
     errors = [
-        RowError(int(lines[i]), "; ".join(reasons[i]), ev[i] or None) for i in sorted(reasons)
+        RowError(int(lines[i]), "; ".join(reasons[i]), ev(i) or None) for i in sorted(reasons)
     ]
     return events, errors

@@ -107,14 +107,14 @@ def test_payloads_match_the_schema(month: pd.DataFrame) -> None:
     payloads = build_payloads(events)
     assert len(payloads) == 400
     for i in range(0, 400, 7):
-        msg = parse_survey_response(payloads[i].encode())
+        msg = parse_survey_response(payloads[i])
         row = month.iloc[i]
         assert str(msg.event_id) == row["event_id"]
         assert msg.respondent_id == row["respondent_id"]
         assert msg.submitted_at == row["submitted_at"].to_pydatetime()
         assert msg.features() == tuple(float(row[f]) for f in FEATURES)
         assert msg.true_persona_id == row["true_persona_id"]
-    assert payloads[0].startswith('{"schema_version":1,"event_id":"')
+    assert payloads[0].startswith(b'{"schema_version":1,"event_id":"')
 
 
 def test_payloads_escape_odd_respondent_ids(month: pd.DataFrame) -> None:
@@ -124,7 +124,7 @@ def test_payloads_escape_odd_respondent_ids(month: pd.DataFrame) -> None:
     events, errors = validate_frame(odd)
     assert errors == []
     payloads = build_payloads(events)
-    assert [parse_survey_response(p.encode()).respondent_id for p in payloads] == [
+    assert [parse_survey_response(p).respondent_id for p in payloads] == [
         'quo"te',
         "back\\slash",
         "tab\there",
@@ -135,6 +135,6 @@ def test_payloads_keep_microseconds_and_unknown_truth(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(BAD_CSV)
     events, _ = validate_frame(*read_events(path))
-    second = parse_survey_response(build_payloads(events)[1].encode())
+    second = parse_survey_response(build_payloads(events)[1])
     assert second.submitted_at == pd.Timestamp("2025-03-01T10:00:00.123456Z").to_pydatetime()
     assert second.true_persona_id is None
