@@ -1,9 +1,11 @@
-"""One batch from raw records to durable outputs: label → produce → PostgreSQL → broker acks.
+"""One batch from raw records to durable outputs: label → PostgreSQL commit → produce → acks.
 
-``BatchProcessor.process`` returns only when the batch's labels and dead letters are acknowledged
-by Kafka *and* its rows are committed in PostgreSQL; only then does the agent acknowledge the
+``BatchProcessor.process`` returns only when the batch's rows are committed in PostgreSQL *and*
+its labels and dead letters are acknowledged by Kafka; only then does the agent acknowledge the
 events to Faust (whose consumer commits acknowledged offsets). It runs on a worker thread so the
-event loop keeps heartbeating and prefetching while a batch is written.
+event loop keeps heartbeating and prefetching while a batch is written. ``process`` is two steps,
+``prepare`` (label: CPU) and ``make_durable`` (write: mostly waiting on PostgreSQL and the broker,
+GIL released), so that the batch engine can label batch N+1 while batch N is written.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -24,9 +27,17 @@ from stream_app.output import KafkaOutput, Message, OutputFailed
 from stream_app.records import RawRecord
 from stream_app.sink import PgSink
 
-__all__ = ["BatchProcessor"]
+__all__ = ["BatchProcessor", "Prepared"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A labelled batch not yet durable, and when its processing started (for the histogram)."""
+
+    out: BatchOutput
+    started: float
 
 
 class BatchProcessor:
@@ -61,18 +72,30 @@ class BatchProcessor:
 
     def process(self, records: list[RawRecord]) -> BatchOutput:
         """Label and make durable; raises ``Stopping`` if the worker stops before it is durable."""
+        return self.make_durable(self.prepare(records))
+
+    def prepare(self, records: list[RawRecord]) -> Prepared:
+        """Label a batch (CPU only: nothing leaves the process). The batch engine does this for
+        batch N+1 while batch N is written (``make_durable`` on another thread)."""
         started = time.perf_counter()
         model = self.holder.current  # read once: the whole batch is labelled by this version
         out = label_batch(records, model, future_margin=self.future_margin)
+        return Prepared(out, started)
+
+    def make_durable(self, prepared: Prepared) -> BatchOutput:
+        """Commit the rows in PostgreSQL, *then* publish labels and dead letters and wait for the
+        broker's acks: a label on the topic always has its row committed (docs/stream_app.md,
+        "What a consumer sees"). Raises ``Stopping`` if the worker stops before it is durable."""
+        out = prepared.out
         topics = self.settings.topics
         batches: list[tuple[str, Sequence[Message]]] = [
             (topics.labels, out.labels),
             (topics.dlq, out.dead_letters),
         ]
+        pg_retries = self.sink.retries
+        inserted = self.sink.write(out.rows)
         for topic, messages in batches:
             self.output.produce(topic, messages)
-        pg_retries = self.sink.retries
-        inserted = self.sink.write(out.rows)  # overlaps with the producer's network round trip
         try:
             self.output.confirm()
         except OutputFailed as exc:
@@ -89,7 +112,7 @@ class BatchProcessor:
                 len(conflicts),
                 ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else ""),
             )
-        self._observe(out, inserted, started, self.sink.retries - pg_retries)
+        self._observe(out, inserted, prepared.started, self.sink.retries - pg_retries)
         return out
 
     def _observe(self, out: BatchOutput, inserted: int, started: float, pg_retries: int) -> None:

@@ -7,13 +7,18 @@ quarter of what a bare confluent-kafka loop labels (docs/benchmarks/stream_app.m
 reach the throughput target. Here librdkafka fetches and decompresses in C threads, ``consume``
 returns up to ``max_batch`` records in one call, and the per-event Python work is only ours.
 
-Commit semantics, simpler than the agent's: one batch at a time on this thread —
-``consume`` → ``BatchProcessor.process`` (returns only when labels and dead letters are acknowledged
-by Kafka and the rows are committed in PostgreSQL) → remember the next offsets → commit them (async,
-at most every ``commit_interval``; synchronously when partitions are revoked and at shutdown).
-Nothing is committed that is not durable. Rebalance callbacks run inside ``consume``, i.e. between
-batches, so a revoked partition never has a batch in flight. A crash re-delivers at most the
-batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
+Two batches overlap, one written while the next is labelled: this thread does ``consume`` →
+``BatchProcessor.prepare`` (label: CPU) of batch N+1 while a writer thread runs
+``BatchProcessor.make_durable`` of batch N (PostgreSQL commit, then labels and dead letters
+produced and acknowledged by Kafka: mostly waiting, with the GIL released). Then this thread waits
+for batch N to be durable, hands batch N+1 to the writer, and only then remembers batch N's next
+offsets and commits them (async, at most every ``commit_interval``; synchronously when partitions
+are revoked and at shutdown). At most one batch is being written, batches are written in reading
+order, and the checkpoint is only touched here: nothing is committed that is not durable. When
+``consume`` returns nothing, the batch in flight is waited for at once (nothing to overlap with).
+Rebalance callbacks run inside ``consume``; they first wait for the batch in flight, so a revoked
+partition never has a batch in flight when it is committed and handed on. A crash re-delivers at
+most the batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
 
 Readiness, the lag gauge, crashing and the shutdown grace are the runtime's (``runtime.py``, shared
 with the agent engine); this module only calls them.
@@ -26,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
@@ -70,7 +76,10 @@ class BatchIngest(threading.Thread):
         self._last_lag = 0.0
         self._consumer: Any = None
         self._said_protocol = False
-        self._writing = False  # a batch is in process(): taken, not yet durable
+        self._writing = False  # a batch is taken, not yet durable
+        self._writer: ThreadPoolExecutor | None = None
+        #: the batch being made durable on the writer thread, and its records
+        self._in_flight: tuple[Future[Any], list[RawRecord]] | None = None
         self.clean_exit = False
 
     # ------------------------------------------------------------------ control
@@ -122,6 +131,7 @@ class BatchIngest(threading.Thread):
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._finish()  # the batch in flight may hold records of these partitions
         self.runtime.checkpoint.commit(consumer, only=revoked, asynchronous=False)
         self._forget(revoked)
 
@@ -130,6 +140,7 @@ class BatchIngest(threading.Thread):
             "lost partitions %s (session expired); uncommitted work is re-delivered",
             [tp.partition for tp in partitions],
         )
+        self._finish()  # durable anyway; its offsets are forgotten with the partitions
         self._forget({(tp.topic, tp.partition) for tp in partitions})
 
     def _forget(self, keys: set[tuple[str, int]]) -> None:
@@ -147,6 +158,8 @@ class BatchIngest(threading.Thread):
         except BaseException as exc:  # our bug or a fatal Kafka error: crash, commit nothing more
             self.runtime.fail(exc)
         finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)  # a write interrupted by the stop event ends
             consumer, self._consumer = self._consumer, None
             if consumer is not None:
                 try:
@@ -165,18 +178,22 @@ class BatchIngest(threading.Thread):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        process = runtime.processor.process
+        processor = runtime.processor
+        prepare = processor.prepare
         checkpoint = runtime.checkpoint
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-write")
         max_batch, timeout = stream.max_batch, stream.batch_timeout
         while self._running():
             messages = consumer.consume(max_batch, timeout)
             records = self._records(messages)
             if records:
+                prepared = prepare(records)  # overlaps with the write of the batch in flight
+                self._finish()
                 self._writing = True
-                process(records)  # durable on return (raises Stopping if told to stop first)
-                runtime.note_done(records)
-                self._writing = False
-            if checkpoint.due():
+                self._in_flight = (self._writer.submit(processor.make_durable, prepared), records)
+            else:
+                self._finish()  # nothing to overlap with: make it durable (and committable) now
+            if checkpoint.uncommitted() and checkpoint.due():
                 checkpoint.commit(consumer, asynchronous=True)
             now = time.monotonic()
             if now - self._last_lag >= LAG_EVERY_SECONDS:
@@ -185,7 +202,19 @@ class BatchIngest(threading.Thread):
                     consumer.assignment,
                     lambda tp: consumer.get_watermark_offsets(tp, cached=True)[1],
                 )
+        self._finish()
         checkpoint.commit(consumer, asynchronous=False)
+
+    def _finish(self) -> None:
+        """Wait until the batch in flight is durable, then count its records as done (their
+        offsets may be committed). Raises what the write raised (``Stopping``, our bug)."""
+        if self._in_flight is None:
+            return
+        future, records = self._in_flight
+        self._in_flight = None
+        future.result()  # on failure: never counted, never committed (``_writing`` stays set)
+        self.runtime.note_done(records)
+        self._writing = False
 
     def _records(self, messages: list[Any]) -> list[RawRecord]:
         records: list[RawRecord] = []

@@ -86,7 +86,11 @@ class ScriptedConsumer:
         return self.batches.pop(0)
 
     def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
-        self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+        committed = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+        durable = self.ingest.runtime.processor.durable
+        for source, offset in committed.items():  # never past what make_durable returned
+            assert offset <= durable.get(source, 0), (committed, durable)
+        self.commits.append((committed, asynchronous))
 
     def assignment(self) -> list[Any]:
         return []
@@ -96,19 +100,30 @@ class ScriptedConsumer:
 
 
 class RecordingProcessor:
+    """The pipeline's two steps: ``prepare`` on the consumer's thread, ``make_durable`` on the
+    writer's; records per partition the next offset that is durable (what may be committed)."""
+
     def __init__(self, fail_on: int = -1, error: BaseException | None = None) -> None:
         self.batches: list[list[RawRecord]] = []
+        self.prepared: list[list[RawRecord]] = []
         self.fail_on, self.error = fail_on, error
-        self.commits_seen_before: list[int] = []
+        self.durable: dict[tuple[str, int], int] = {}
         self.consumer: ScriptedConsumer | None = None
 
-    def process(self, records: list[RawRecord]) -> None:
+    def prepare(self, records: list[RawRecord]) -> list[RawRecord]:
+        self.prepared.append(records)
+        return records
+
+    def make_durable(self, records: list[RawRecord]) -> None:
         assert self.consumer is not None
-        self.commits_seen_before.append(len(self.consumer.commits))
+        assert threading.current_thread().name.startswith("batch-write")
         if len(self.batches) == self.fail_on:
             assert self.error is not None
             raise self.error
         self.batches.append(records)
+        for record in records:
+            source = (record.topic, record.partition)
+            self.durable[source] = max(self.durable.get(source, 0), record.offset + 1)
 
 
 def _run(
@@ -153,8 +168,8 @@ def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
     )
     assert ingest.clean_exit and not fatal and consumer.closed
     assert [len(b) for b in processor.batches] == [3, 2]
-    # Nothing was committed before the first batch was durable, one commit after it.
-    assert processor.commits_seen_before == [0, 1]
+    # Every commit checked that it passed no record make_durable had not returned for
+    # (ScriptedConsumer.commit); the first came once the first batch was durable.
     assert consumer.commits[0] == ({("in", 0): 2, ("in", 1): 6}, True)
     # The second is async too, or (if the interval had not yet passed) the sync one at shutdown.
     assert consumer.commits[1][0] == {("in", 0): 3, ("in", 1): 7}
