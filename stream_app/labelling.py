@@ -174,11 +174,14 @@ def _iso_column(unix_us: np.ndarray) -> list[str]:
     """``_iso`` of each timestamp, for the whole column: ``…:SSZ`` for whole seconds,
     ``…:SS.ffffffZ`` otherwise (what ``isoformat`` writes)."""
     stamps = unix_us.astype("datetime64[us]")
-    fine = np.datetime_as_string(stamps, unit="us", timezone="UTC")
     whole = (unix_us % 1_000_000) == 0
+    if whole.all():
+        text: list[str] = np.datetime_as_string(stamps, unit="s", timezone="UTC").tolist()
+        return text
+    fine = np.datetime_as_string(stamps, unit="us", timezone="UTC")
     if whole.any():
         fine = np.where(whole, np.datetime_as_string(stamps, unit="s", timezone="UTC"), fine)
-    text: list[str] = fine.tolist()
+    text = fine.tolist()
     return text
 
 

@@ -5,14 +5,16 @@ row tuple built for it), per event on the worker's hot path. PostgreSQL's binary
 simple enough to write for the whole batch at once: a 19-byte header, then per row a 16-bit field
 count and per field a 32-bit length and the value (big-endian), then ``-1`` as a 16-bit trailer
 (https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format"). The fixed-width
-fields are one numpy structured array; the two text columns, placed last in ``COPY_COLUMNS``,
-are scattered in after it. ``tests/unit/stream_app/test_pg_copy.py`` checks the bytes against
+fields of all rows are one numpy structured array; the two text columns, placed last in
+``COPY_COLUMNS``, follow each row's fixed part, and everything is joined once. ``tests/unit/stream_app/test_pg_copy.py`` checks the bytes against
 psycopg's own ``write_row`` output for the same rows.
 """
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 
 import numpy as np
 
@@ -41,6 +43,7 @@ _TRAILER = b"\xff\xff"
 #: PostgreSQL's timestamps count microseconds from 2000-01-01 UTC.
 _PG_EPOCH_US = 946_684_800 * 1_000_000
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT4 = struct.Struct(">i")
 _ONE_US = timedelta(microseconds=1)
 
 _FIXED = np.dtype(
@@ -87,23 +90,6 @@ def _uuid_bytes(event_ids: list[str]) -> np.ndarray:
     return (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]
 
 
-def _starts(lengths: np.ndarray) -> np.ndarray:
-    """Where each of consecutive segments of these lengths starts."""
-    starts: np.ndarray = np.cumsum(lengths) - lengths
-    return starts
-
-
-def _scatter(
-    buf: np.ndarray, dst: np.ndarray, src: np.ndarray, src_at: np.ndarray, lengths: np.ndarray
-) -> None:
-    """``buf[dst[i]:dst[i]+lengths[i]] = src[src_at[i]:src_at[i]+lengths[i]]`` for every i."""
-    total = int(lengths.sum())
-    if total == 0:
-        return
-    within = np.arange(total) - np.repeat(_starts(lengths), lengths)
-    buf[np.repeat(dst, lengths) + within] = src[np.repeat(src_at, lengths) + within]
-
-
 def binary_copy(rows: LabelRows) -> bytes:
     """The whole ``COPY … (FORMAT BINARY)`` stream (header, rows, trailer) of ``rows``."""
     n = len(rows)
@@ -124,26 +110,12 @@ def binary_copy(rows: LabelRows) -> bytes:
     fixed["model_version"] = rows.model_version
     fixed["labelled_at"] = (rows.labelled_at - _UNIX_EPOCH) // _ONE_US - _PG_EPOCH_US
     names = [name.encode() for name in rows.persona_names]
-    name_len = np.array([len(b) for b in names], np.int64)[rows.persona_index]
-    fixed["l_persona_name"] = name_len
-    name_src = np.frombuffer(b"".join(names) or b"\0", np.uint8)
-    name_at = _starts(np.array([len(b) for b in names], np.int64))[rows.persona_index]
-
+    fixed["l_persona_name"] = np.array([len(b) for b in names], np.int32)[rows.persona_index]
     keys = rows.respondent_bytes
-    key_len = np.fromiter(map(len, keys), np.int64, n)
-    key_src = np.frombuffer(b"".join(keys), np.uint8)
-    key_len_bytes = key_len.astype(">i4").view(np.uint8)
-
-    width = _FIXED.itemsize
-    row_len = width + name_len + 4 + key_len
-    row_at = len(_HEADER) + _starts(row_len)
-    buf = np.empty(len(_HEADER) + int(row_len.sum()) + len(_TRAILER), np.uint8)
-    buf[: len(_HEADER)] = np.frombuffer(_HEADER, np.uint8)
-    buf[-len(_TRAILER) :] = np.frombuffer(_TRAILER, np.uint8)
-    buf[row_at[:, None] + np.arange(width)] = fixed.view(np.uint8).reshape(n, width)
-    name_dst = row_at + width
-    _scatter(buf, name_dst, name_src, name_at, name_len)
-    four = np.full(n, 4, np.int64)
-    _scatter(buf, name_dst + name_len, key_len_bytes, 4 * np.arange(n), four)
-    _scatter(buf, name_dst + name_len + 4, key_src, _starts(key_len), key_len)
-    return buf.tobytes()
+    # Row i = fixed[i] + its persona's name + respondent_id's length + respondent_id: the rows'
+    # bytes objects interleaved and joined once (C loops; no per-row Python).
+    fixed_rows = fixed.view(f"V{_FIXED.itemsize}").tolist()
+    name_of = list(map(names.__getitem__, rows.persona_index.tolist()))
+    key_lengths = map(_INT4.pack, map(len, keys))
+    body = b"".join(chain.from_iterable(zip(fixed_rows, name_of, key_lengths, keys, strict=True)))
+    return _HEADER + body + _TRAILER
