@@ -5,7 +5,8 @@ its labels and dead letters are acknowledged by Kafka; only then does the agent 
 events to Faust (whose consumer commits acknowledged offsets). It runs on a worker thread so the
 event loop keeps heartbeating and prefetching while a batch is written. ``process`` is two steps,
 ``prepare`` (label: CPU) and ``make_durable`` (write: mostly waiting on PostgreSQL and the broker,
-GIL released), so that the batch engine can label batch N+1 while batch N is written.
+GIL released), itself ``commit_rows`` then ``publish``, so that the batch engine can label batch
+N+2 while the rows of batch N+1 are committed and the labels of batch N acknowledged.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from stream_app.output import KafkaOutput, Message, OutputFailed
 from stream_app.records import RawRecord
 from stream_app.sink import PgSink
 
-__all__ = ["BatchProcessor", "Prepared"]
+__all__ = ["BatchProcessor", "Committed", "Prepared"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ class Prepared:
 
     out: BatchOutput
     started: float
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A batch's rows committed in PostgreSQL: how many were new, after how many retries."""
+
+    inserted: int
+    pg_retries: int
 
 
 class BatchProcessor:
@@ -86,23 +95,13 @@ class BatchProcessor:
         """Commit the rows in PostgreSQL, *then* publish labels and dead letters and wait for the
         broker's acks: a label on the topic always has its row committed (docs/stream_app.md,
         "What a consumer sees"). Raises ``Stopping`` if the worker stops before it is durable."""
-        out = prepared.out
-        topics = self.settings.topics
-        batches: list[tuple[str, Sequence[Message]]] = [
-            (topics.labels, out.labels),
-            (topics.dlq, out.dead_letters),
-        ]
+        return self.publish(prepared, self.commit_rows(prepared))
+
+    def commit_rows(self, prepared: Prepared) -> Committed:
+        """The PostgreSQL half of ``make_durable``: the batch's rows, committed (retried while
+        PostgreSQL is away; ``Stopping`` if the worker stops first)."""
         pg_retries = self.sink.retries
-        inserted = self.sink.write(out.rows)
-        for topic, messages in batches:
-            self.output.produce(topic, messages)
-        try:
-            self.output.confirm()
-        except OutputFailed as exc:
-            log.warning("re-sending batch after Kafka failure: %s", exc)
-            self.metrics.retries.labels(target="kafka").inc()
-            self.output.reset()
-            self.output.send_all(batches)
+        inserted = self.sink.write(prepared.out.rows)
         conflicts = self.sink.last_conflicts
         if conflicts:
             self.metrics.event_id_conflicts.inc(len(conflicts))
@@ -112,7 +111,27 @@ class BatchProcessor:
                 len(conflicts),
                 ", ".join(conflicts[:10]) + (" …" if len(conflicts) > 10 else ""),
             )
-        self._observe(out, inserted, prepared.started, self.sink.retries - pg_retries)
+        return Committed(inserted, self.sink.retries - pg_retries)
+
+    def publish(self, prepared: Prepared, committed: Committed) -> BatchOutput:
+        """The Kafka half, only ever after ``commit_rows`` of the same batch returned: labels and
+        dead letters produced and acknowledged (the whole batch re-sent until it is)."""
+        out = prepared.out
+        topics = self.settings.topics
+        batches: list[tuple[str, Sequence[Message]]] = [
+            (topics.labels, out.labels),
+            (topics.dlq, out.dead_letters),
+        ]
+        for topic, messages in batches:
+            self.output.produce(topic, messages)
+        try:
+            self.output.confirm()
+        except OutputFailed as exc:
+            log.warning("re-sending batch after Kafka failure: %s", exc)
+            self.metrics.retries.labels(target="kafka").inc()
+            self.output.reset()
+            self.output.send_all(batches)
+        self._observe(out, committed.inserted, prepared.started, committed.pg_retries)
         return out
 
     def _observe(self, out: BatchOutput, inserted: int, started: float, pg_retries: int) -> None:

@@ -7,17 +7,20 @@ quarter of what a bare confluent-kafka loop labels (docs/benchmarks/stream_app.m
 reach the throughput target. Here librdkafka fetches and decompresses in C threads, ``consume``
 returns up to ``max_batch`` records in one call, and the per-event Python work is only ours.
 
-Two batches overlap, one written while the next is labelled: this thread does ``consume`` →
-``BatchProcessor.prepare`` (label: CPU) of batch N+1 while a writer thread runs
-``BatchProcessor.make_durable`` of batch N (PostgreSQL commit, then labels and dead letters
-produced and acknowledged by Kafka: mostly waiting, with the GIL released). Then this thread waits
-for batch N to be durable, hands batch N+1 to the writer, and only then remembers batch N's next
-offsets and commits them (async, at most every ``commit_interval``; synchronously when partitions
-are revoked and at shutdown). At most one batch is being written, batches are written in reading
-order, and the checkpoint is only touched here: nothing is committed that is not durable. When
-``consume`` returns nothing, the batch in flight is waited for at once (nothing to overlap with).
-Rebalance callbacks run inside ``consume``; they first wait for the batch in flight, so a revoked
-partition never has a batch in flight when it is committed and handed on. A crash re-delivers at
+Three batches overlap, in a pipeline of three threads: this thread does ``consume`` →
+``BatchProcessor.prepare`` (label: CPU) of batch N+2 while the rows writer runs
+``BatchProcessor.commit_rows`` of batch N+1 (the PostgreSQL transaction) and the labels writer
+``BatchProcessor.publish`` of batch N (labels and dead letters produced and acknowledged by Kafka),
+which starts only once batch N's rows are committed. The writers mostly wait on PostgreSQL and the
+broker, with the GIL released. Each writer is one thread and takes batches in reading order, so
+rows, labels and offsets all follow the input's order. At most ``IN_FLIGHT`` batches are handed
+to the writers; before another one, this thread waits for the oldest to be durable, and only then
+remembers its next offsets and commits them (async, at most every ``commit_interval``;
+synchronously when partitions are revoked and at shutdown). The checkpoint is only touched here:
+nothing is committed that is not durable. When ``consume`` returns nothing, the batches in flight
+are waited for at once (nothing to overlap with). Rebalance callbacks run inside ``consume``; they
+first wait for every batch in flight, so a revoked partition never has a batch in flight when it
+is committed and handed on. A crash re-delivers at
 most the batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
 
 Readiness, the lag gauge, crashing and the shutdown grace are the runtime's (``runtime.py``, shared
@@ -30,11 +33,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
+from stream_app.pipeline import Prepared
 from stream_app.records import RawRecord
 from stream_app.runtime import LAG_EVERY_SECONDS, Runtime
 
@@ -49,6 +54,8 @@ ConsumerFactory = Callable[[dict[str, Any]], Any]
 
 #: After the stop event interrupted a batch, how long to wait for the thread to give it up.
 LET_GO_SECONDS = 10.0
+#: Batches handed to the writers and not yet durable: one committing rows, one publishing labels.
+IN_FLIGHT = 2
 
 
 def _default_consumer(config: dict[str, Any]) -> Any:
@@ -77,9 +84,10 @@ class BatchIngest(threading.Thread):
         self._consumer: Any = None
         self._said_protocol = False
         self._writing = False  # a batch is taken, not yet durable
-        self._writer: ThreadPoolExecutor | None = None
-        #: the batch being made durable on the writer thread, and its records
-        self._in_flight: tuple[Future[Any], list[RawRecord]] | None = None
+        self._rows_writer: ThreadPoolExecutor | None = None
+        self._labels_writer: ThreadPoolExecutor | None = None
+        #: batches handed to the writers, oldest first: (durable when done, its records)
+        self._in_flight: deque[tuple[Future[Any], list[RawRecord]]] = deque()
         self.clean_exit = False
 
     # ------------------------------------------------------------------ control
@@ -131,7 +139,7 @@ class BatchIngest(threading.Thread):
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
-        self._finish()  # the batch in flight may hold records of these partitions
+        self._finish()  # the batches in flight may hold records of these partitions
         self.runtime.checkpoint.commit(consumer, only=revoked, asynchronous=False)
         self._forget(revoked)
 
@@ -158,8 +166,9 @@ class BatchIngest(threading.Thread):
         except BaseException as exc:  # our bug or a fatal Kafka error: crash, commit nothing more
             self.runtime.fail(exc)
         finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)  # a write interrupted by the stop event ends
+            for writer in (self._rows_writer, self._labels_writer):
+                if writer is not None:
+                    writer.shutdown(wait=True)  # a write interrupted by the stop event ends
             consumer, self._consumer = self._consumer, None
             if consumer is not None:
                 try:
@@ -178,21 +187,26 @@ class BatchIngest(threading.Thread):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        processor = runtime.processor
-        prepare = processor.prepare
+        prepare = runtime.processor.prepare
         checkpoint = runtime.checkpoint
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-write")
+        self._rows_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-write-rows")
+        self._labels_writer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="batch-write-labels"
+        )
+        in_flight = self._in_flight
         max_batch, timeout = stream.max_batch, stream.batch_timeout
         while self._running():
             messages = consumer.consume(max_batch, timeout)
             records = self._records(messages)
             if records:
-                prepared = prepare(records)  # overlaps with the write of the batch in flight
-                self._finish()
-                self._writing = True
-                self._in_flight = (self._writer.submit(processor.make_durable, prepared), records)
+                prepared = prepare(records)  # overlaps with the writes of the batches in flight
+                while len(in_flight) >= IN_FLIGHT:
+                    self._finish_oldest()
+                self._hand_over(prepared, records)
+                while in_flight and in_flight[0][0].done():
+                    self._finish_oldest()
             else:
-                self._finish()  # nothing to overlap with: make it durable (and committable) now
+                self._finish()  # nothing to overlap with: make them durable (and committable)
             if checkpoint.uncommitted() and checkpoint.due():
                 checkpoint.commit(consumer, asynchronous=True)
             now = time.monotonic()
@@ -205,16 +219,37 @@ class BatchIngest(threading.Thread):
         self._finish()
         checkpoint.commit(consumer, asynchronous=False)
 
-    def _finish(self) -> None:
-        """Wait until the batch in flight is durable, then count its records as done (their
-        offsets may be committed). Raises what the write raised (``Stopping``, our bug)."""
-        if self._in_flight is None:
-            return
-        future, records = self._in_flight
-        self._in_flight = None
-        future.result()  # on failure: never counted, never committed (``_writing`` stays set)
+    def _hand_over(self, prepared: Prepared, records: list[RawRecord]) -> None:
+        """Queue a labelled batch on both writers: rows first, its labels after its rows."""
+        assert self._rows_writer is not None and self._labels_writer is not None
+        processor = self.runtime.processor
+        committed = self._rows_writer.submit(processor.commit_rows, prepared)
+
+        def publish() -> None:
+            # never publish a label whose row is not committed: a failed commit_rows raises here
+            processor.publish(prepared, committed.result())
+
+        self._writing = True
+        self._in_flight.append((self._labels_writer.submit(publish), records))
+
+    def _finish_oldest(self) -> None:
+        """Wait until the oldest batch in flight is durable, then count its records as done
+        (their offsets may be committed). Raises what its write raised (``Stopping``, our bug):
+        then it is never counted nor committed, and ``_writing`` stays set."""
+        future, records = self._in_flight.popleft()
+        try:
+            future.result()
+        except BaseException:
+            self._in_flight.clear()  # later batches may be durable: never counted past this one
+            raise
         self.runtime.note_done(records)
-        self._writing = False
+        if not self._in_flight:
+            self._writing = False
+
+    def _finish(self) -> None:
+        """Wait for every batch in flight, in order."""
+        while self._in_flight:
+            self._finish_oldest()
 
     def _records(self, messages: list[Any]) -> list[RawRecord]:
         records: list[RawRecord] = []

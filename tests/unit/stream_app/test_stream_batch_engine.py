@@ -71,6 +71,7 @@ class ScriptedConsumer:
         self.closed = False
         self.callbacks: dict[str, Any] = {}
         self.calls = 0
+        self.revoke_on_close = False
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
@@ -96,16 +97,24 @@ class ScriptedConsumer:
         return []
 
     def close(self) -> None:
+        # as librdkafka does: leaving the group revokes what is assigned, inside close()
+        if self.revoke_on_close:
+            self.callbacks["on_revoke"](
+                self, [SimpleNamespace(topic="in", partition=p) for p in (0, 1)]
+            )
         self.closed = True
 
 
 class RecordingProcessor:
-    """The pipeline's two steps: ``prepare`` on the consumer's thread, ``make_durable`` on the
-    writer's; records per partition the next offset that is durable (what may be committed)."""
+    """The pipeline's steps: ``prepare`` on the consumer's thread, ``commit_rows`` and ``publish``
+    on the two writers'; records per partition the next offset that is durable (what may be
+    committed). ``fail_on``: the index of the batch whose ``commit_rows`` raises ``error``."""
 
     def __init__(self, fail_on: int = -1, error: BaseException | None = None) -> None:
         self.batches: list[list[RawRecord]] = []
         self.prepared: list[list[RawRecord]] = []
+        self.committed: list[list[RawRecord]] = []  # rows committed, labels not yet published
+        self.rows_calls = 0
         self.fail_on, self.error = fail_on, error
         self.durable: dict[tuple[str, int], int] = {}
         self.consumer: ScriptedConsumer | None = None
@@ -114,12 +123,19 @@ class RecordingProcessor:
         self.prepared.append(records)
         return records
 
-    def make_durable(self, records: list[RawRecord]) -> None:
+    def commit_rows(self, records: list[RawRecord]) -> int:
         assert self.consumer is not None
-        assert threading.current_thread().name.startswith("batch-write")
-        if len(self.batches) == self.fail_on:
+        assert threading.current_thread().name.startswith("batch-write-rows")
+        self.rows_calls += 1
+        if self.rows_calls - 1 == self.fail_on:
             assert self.error is not None
             raise self.error
+        self.committed.append(records)
+        return len(records)
+
+    def publish(self, records: list[RawRecord], committed: int) -> None:
+        assert threading.current_thread().name.startswith("batch-write-labels")
+        assert records is self.committed.pop(0) and committed == len(records)  # in order
         self.batches.append(records)
         for record in records:
             source = (record.topic, record.partition)
@@ -131,6 +147,7 @@ def _run(
     processor: RecordingProcessor,
     revoke_after: int = -1,
     commit_interval: float = 0.0001,
+    revoke_on_close: bool = False,
 ) -> tuple[BatchIngest, ScriptedConsumer, Runtime, list[BaseException]]:
     fatal: list[BaseException] = []
     runtime = Runtime(
@@ -150,6 +167,7 @@ def _run(
     def factory(config: dict[str, Any]) -> ScriptedConsumer:
         assert config["group.id"] == "g" and config["enable.auto.commit"] is False
         consumer = ScriptedConsumer(batches, ingest, revoke_after)
+        consumer.revoke_on_close = revoke_on_close
         processor.consumer = consumer
         holder["c"] = consumer
         return consumer
@@ -168,7 +186,7 @@ def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
     )
     assert ingest.clean_exit and not fatal and consumer.closed
     assert [len(b) for b in processor.batches] == [3, 2]
-    # Every commit checked that it passed no record make_durable had not returned for
+    # Every commit checked that it passed no record publish had not returned for
     # (ScriptedConsumer.commit); the first came once the first batch was durable.
     assert consumer.commits[0] == ({("in", 0): 2, ("in", 1): 6}, True)
     # The second is async too, or (if the interval had not yet passed) the sync one at shutdown.
@@ -185,6 +203,19 @@ def test_a_batch_interrupted_by_stopping_is_never_committed() -> None:
     assert not ingest.clean_exit and not fatal and consumer.closed
     assert [offsets for offsets, _ in consumer.commits] == [{("in", 0): 1}]
     assert runtime.checkpoint.committable() == {("in", 0): 1}
+    assert ingest.unfinished() == "in-flight batch not durable"
+
+
+def test_a_failed_batch_is_never_committed_past_even_when_a_later_one_is_durable() -> None:
+    processor = RecordingProcessor(fail_on=1, error=Stopping("stopping"))
+    batches = [[Msg(0, 0)], [Msg(0, 1)], [Msg(0, 2), Msg(1, 0)], [Msg(0, 3)]]
+    # close() revokes the partitions (as librdkafka does), and revoking waits for what is in
+    # flight: batch 2 is durable by then, but batch 1 before it never was.
+    ingest, consumer, _, fatal = _run(batches, processor, revoke_on_close=True)
+    assert not ingest.clean_exit and not fatal and consumer.closed
+    assert [r.offset for r in processor.batches[0]] == [0]
+    assert all(offsets == {("in", 0): 1} for offsets, _ in consumer.commits)
+    assert consumer.commits
     assert ingest.unfinished() == "in-flight batch not durable"
 
 
