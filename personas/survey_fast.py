@@ -23,13 +23,20 @@ events: same accept/reject decision as ``parse_survey_response``, same values.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from operator import attrgetter
+from typing import Annotated, Literal, cast
 
 import msgspec
 
-from personas.schemas import FEATURE_LIMIT, SurveyResponse
+from personas.schemas import FEATURE_LIMIT, MAX_EVENT_BYTES, SurveyResponse
 
-__all__ = ["Decoded", "SurveyResponseStruct", "decode_survey_response", "from_model"]
+__all__ = [
+    "Decoded",
+    "SurveyResponseStruct",
+    "decode_all",
+    "decode_survey_response",
+    "from_model",
+]
 
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 _STAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
@@ -68,12 +75,34 @@ _fromisoformat = datetime.fromisoformat
 Decoded = tuple[SurveyResponseStruct, datetime]
 
 
-def decode_survey_response(raw: bytes) -> Decoded | None:
+def decode_survey_response(raw: bytes | None) -> Decoded | None:
     """The event if it is valid in the narrow form; None means "ask pydantic" (valid or not)."""
+    if not raw or len(raw) > MAX_EVENT_BYTES:
+        return None
     try:
         event = _decode(raw)
         return event, _fromisoformat(event.submitted_at)
     except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
+        return None
+
+
+_submitted_at_of = attrgetter("submitted_at")
+
+
+def decode_all(
+    values: list[bytes | None],
+) -> tuple[list[SurveyResponseStruct], list[datetime]] | None:
+    """Every value of a batch in the narrow form, decoded in C loops (``map``, no per-event
+    bytecode); None as soon as one is not (too large, absent, anything ``decode_survey_response``
+    refuses): then the caller decides event by event. Accepts exactly what a loop of
+    ``decode_survey_response`` over the values would accept, with the same values."""
+    present = cast("list[bytes]", values)  # an absent value raises TypeError in len(): None
+    try:
+        if max(map(len, present), default=0) > MAX_EVENT_BYTES:
+            return None
+        events = list(map(_decode, present))
+        return events, list(map(_fromisoformat, map(_submitted_at_of, events)))
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError):
         return None
 
 

@@ -5,9 +5,10 @@ confluent-kafka baseline of the benchmark and the unit tests. One call handles o
 by exactly one model (the caller reads the model once per batch, so versions never mix).
 
 Why it is written in columns (docs/benchmarks/stream_app.md, "Profile"): per-event Python was
-three quarters of the worker's time. The loop over records now only decodes (msgspec's narrow
-mirror of the contract, ``personas.survey_fast``; pydantic for everything else, which also writes
-the DLQ reason); everything after it works on the whole batch at once — numpy for the features,
+three quarters of the worker's time. A batch whose events are all valid in the canonical form is
+decoded by msgspec in C loops (``personas.survey_fast.decode_all``); any other batch is decided
+event by event (msgspec's narrow mirror of the contract, else pydantic, which also writes the DLQ
+reason). Everything after that works on the whole batch at once — numpy for the features,
 labels, timestamps and the binary COPY payload (``stream_app.pg_copy``), and msgspec, called
 through ``map``, for the label JSON.
 """
@@ -29,7 +30,12 @@ from personas.catalogue import FEATURES
 from personas.errors import InvalidEvent
 from personas.model import CentroidModel
 from personas.schemas import MAX_EVENT_BYTES, SurveyResponse, parse_survey_response, utc_now
-from personas.survey_fast import SurveyResponseStruct, decode_survey_response, from_model
+from personas.survey_fast import (
+    SurveyResponseStruct,
+    decode_all,
+    decode_survey_response,
+    from_model,
+)
 from stream_app.dlq import DeadLetterRecord, dead_letter
 from stream_app.records import RawRecord
 
@@ -164,6 +170,8 @@ _encode = msgspec.json.Encoder().encode
 _features_of = attrgetter(*FEATURES)
 _event_id_of = attrgetter("event_id")
 _respondent_of = attrgetter("respondent_id")
+_value_of = attrgetter("value")
+_timestamp_of = attrgetter("timestamp_ms")
 
 
 def _iso(value: datetime) -> str:
@@ -206,28 +214,19 @@ def parse(raw: bytes | None) -> SurveyResponse:
 FUTURE_MARGIN = timedelta(hours=1)
 
 
-def label_batch(
-    records: list[RawRecord],
-    model: CentroidModel,
-    *,
-    now: datetime | None = None,
-    future_margin: timedelta = FUTURE_MARGIN,
-) -> BatchOutput:
-    """Validate, label (one matrix product for the batch) and serialise a batch of records.
-
-    An event dated more than ``future_margin`` after the wall clock (a device with a wrong clock,
-    a typo in a year) is dead-lettered as ``future_timestamp``: event time drives the monitor's
-    windows, and one event from 2031 would close every window up to 2031 at once."""
-    out = BatchOutput(model_version=model.version)
+def _decide_one_by_one(
+    records: list[RawRecord], out: BatchOutput, labelled_at: datetime, future_margin: timedelta
+) -> tuple[list[SurveyResponseStruct], list[datetime], list[int]]:
+    """A batch with at least one event outside the narrow form: each event decided alone (msgspec,
+    else pydantic), the invalid ones dead-lettered into ``out`` with pydantic's reason."""
     good: list[SurveyResponseStruct] = []
     submitted: list[datetime] = []
     stamps: list[int] = []
-    labelled_at = now or utc_now()
     latest = labelled_at + future_margin
     decode = decode_survey_response
     for record in records:
         raw = record.value
-        got = decode(raw) if raw and len(raw) <= MAX_EVENT_BYTES else None
+        got = decode(raw)
         if got is None or got[1] > latest:
             try:
                 if got is None:
@@ -246,6 +245,31 @@ def label_batch(
         good.append(got[0])
         submitted.append(got[1])
         stamps.append(record.timestamp_ms or 0)
+    return good, submitted, stamps
+
+
+def label_batch(
+    records: list[RawRecord],
+    model: CentroidModel,
+    *,
+    now: datetime | None = None,
+    future_margin: timedelta = FUTURE_MARGIN,
+) -> BatchOutput:
+    """Validate, label (one matrix product for the batch) and serialise a batch of records.
+
+    An event dated more than ``future_margin`` after the wall clock (a device with a wrong clock,
+    a typo in a year) is dead-lettered as ``future_timestamp``: event time drives the monitor's
+    windows, and one event from 2031 would close every window up to 2031 at once."""
+    out = BatchOutput(model_version=model.version)
+    labelled_at = now or utc_now()
+    latest = labelled_at + future_margin
+    whole = decode_all(list(map(_value_of, records)))
+    if whole is not None and (not whole[1] or max(whole[1]) <= latest):
+        # the common case, every event valid in the narrow form: decoded in C loops
+        good, submitted = whole
+        stamps = [stamp or 0 for stamp in map(_timestamp_of, records)]
+    else:
+        good, submitted, stamps = _decide_one_by_one(records, out, labelled_at, future_margin)
     out.labelled_at = labelled_at
     if not good:
         return out

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from personas.catalogue import FEATURES
 from personas.errors import InvalidEvent
 from personas.model import CentroidModel
-from personas.schemas import SurveyResponse, parse_survey_response
+from personas.schemas import MAX_EVENT_BYTES, SurveyResponse, parse_survey_response
 from personas.survey_fast import _STAMP, decode_survey_response
 from stream_app.labelling import label_batch
 from stream_app.records import RawRecord
@@ -127,6 +127,8 @@ def raw_events(draw: st.DrawFn) -> bytes:
         raw = raw[:at] + bytes([draw(st.integers(0, 255))]) + raw[at + 1 :]
     elif how == 2:
         raw = b" \n" + raw + b"\t"
+    elif how == 3:  # valid JSON, over the size limit by a few bytes of padding
+        raw = raw + b" " * (MAX_EVENT_BYTES - len(raw) + draw(st.integers(-1, 2)))
     return raw
 
 
@@ -195,3 +197,31 @@ def test_most_valid_documents_take_the_fast_path(
         **{f: 0.5 for f in FEATURES},
     }
     assert decode_survey_response(json.dumps(canonical).encode()) is not None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raws=st.lists(st.one_of(raw_events(), documents().map(lambda d: json.dumps(d).encode()))))
+def test_a_batch_is_decided_like_its_events_one_by_one(
+    raws: list[bytes], vendor_model: CentroidModel
+) -> None:
+    """``decode_all`` (the whole batch in C loops, when every event is in the narrow form) gives
+    what deciding each event alone gives: same labels, rows and dead letters, in order."""
+    records = [RawRecord(b"k", raw, "t", 0, i, i) for i, raw in enumerate(raws)]
+    batch = label_batch(records, vendor_model, now=NOW)
+    alone = [label_batch([record], vendor_model, now=NOW) for record in records]
+    assert batch.labels == [label for one in alone for label in one.labels]
+    assert list(batch.rows) == [row for one in alone for row in one.rows]
+    assert batch.event_timestamps_ms == [ts for one in alone for ts in one.event_timestamps_ms]
+
+    def letters(outs: list[Any]) -> list[tuple[Any, ...]]:
+        return [
+            (key, value, dict(headers)["persona.errors.reason"])
+            for out in outs
+            for key, value, headers in out.dead_letters
+        ]
+
+    assert letters([batch]) == letters(alone)
+    assert batch.error_kinds == {
+        kind: sum(one.error_kinds.get(kind, 0) for one in alone)
+        for kind in {k for one in alone for k in one.error_kinds}
+    }
