@@ -209,8 +209,20 @@ def test_a_batch_is_decided_like_its_events_one_by_one(
     records = [RawRecord(b"k", raw, "t", 0, i, i) for i, raw in enumerate(raws)]
     batch = label_batch(records, vendor_model, now=NOW)
     alone = [label_batch([record], vendor_model, now=NOW) for record in records]
-    assert batch.labels == [label for one in alone for label in one.labels]
-    assert list(batch.rows) == [row for one in alone for row in one.rows]
+
+    def exact(doc: dict[str, Any]) -> dict[str, Any]:
+        # distance and margin come from one matrix product per batch: the last bits depend on
+        # the batch's size (BLAS), whichever way the events were decoded
+        return {k: v for k, v in doc.items() if k not in ("distance", "margin")}
+
+    got = [(key, json.loads(value)) for key, value in batch.labels]
+    want = [(key, json.loads(value)) for one in alone for key, value in one.labels]
+    assert [(key, exact(doc)) for key, doc in got] == [(key, exact(doc)) for key, doc in want]
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert math.isclose(a["distance"], b["distance"], rel_tol=1e-9, abs_tol=1e-9)
+        assert math.isclose(a["margin"], b["margin"], rel_tol=1e-9, abs_tol=1e-6)
+    rows = [row[:15] + row[17:] for row in batch.rows]  # all but distance and margin
+    assert rows == [row[:15] + row[17:] for one in alone for row in one.rows]
     assert batch.event_timestamps_ms == [ts for one in alone for ts in one.event_timestamps_ms]
 
     def letters(outs: list[Any]) -> list[tuple[Any, ...]]:
