@@ -36,8 +36,7 @@ from stream_staircase import cpu_seconds  # noqa: E402
 
 from personas import db  # noqa: E402
 from personas.settings import Settings  # noqa: E402
-from stream_app.labelling import LABEL_COLUMNS  # noqa: E402
-from stream_app.sink import COPY_TYPES  # noqa: E402
+from stream_app.labelling import LABEL_COLUMNS, LABEL_TYPES  # noqa: E402
 
 COLUMNS = ", ".join(LABEL_COLUMNS)
 STAGE = "CREATE TEMP TABLE IF NOT EXISTS stage (LIKE persona_labels) ON COMMIT DELETE ROWS"
@@ -47,7 +46,7 @@ Rows = Sequence[tuple[Any, ...]]
 def staged(conn: Any, rows: Rows) -> None:
     with conn.cursor() as cur:
         with cur.copy(f"COPY stage ({COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(list(COPY_TYPES))
+            copy.set_types(list(LABEL_TYPES))
             for row in rows:
                 copy.write_row(row)
         cur.execute(
@@ -59,13 +58,13 @@ def staged(conn: Any, rows: Rows) -> None:
 def direct(conn: Any, rows: Rows) -> None:
     sql = f"COPY persona_labels ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
     with conn.cursor() as cur, cur.copy(sql) as copy:
-        copy.set_types(list(COPY_TYPES))
+        copy.set_types(list(LABEL_TYPES))
         for row in rows:
             copy.write_row(row)
 
 
 def unnest(conn: Any, rows: Rows) -> None:
-    arrays = ", ".join(f"%s::{t}[]" for t in COPY_TYPES)
+    arrays = ", ".join(f"%s::{t}[]" for t in LABEL_TYPES)
     conn.execute(
         f"INSERT INTO persona_labels ({COLUMNS}) SELECT * FROM unnest({arrays}) "
         "ON CONFLICT (event_id) DO NOTHING",

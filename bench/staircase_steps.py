@@ -191,9 +191,9 @@ class Writer(threading.Thread):
 
     def __init__(self, settings: Settings, producer: Any, consumer: Any, sink: str, wait: bool):
         super().__init__(daemon=True)
-        from stream_app.sink import COPY_TYPES  # the table's column types: a contract, not code
+        from stream_app.labelling import LABEL_TYPES  # the table's column types: a contract
 
-        self.types = list(COPY_TYPES)
+        self.types = list(LABEL_TYPES)
         self.conn = db.connect(settings)
         self.conn.execute(
             "CREATE TEMP TABLE stage (LIKE persona_labels INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"

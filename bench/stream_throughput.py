@@ -280,10 +280,14 @@ def measure(
     procs = started if isinstance(started, list) else [started]
     try:
         n = len(messages)
+        cpu0 = sum(_cpu_seconds(proc.pid) for proc in procs)
+        own0 = _own_cpu_seconds()
         t0 = produce_all(settings, source, messages)
         if not counter.wait_count(n, timeout=max(120.0, n / 500)):
             raise SystemExit(f"{name}: only {counter.count}/{n} labels arrived")
         elapsed = counter.last_at - t0
+        cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - cpu0
+        own = _own_cpu_seconds() - own0
         time.sleep(1.0)
         counter.latencies = []
         paced = produce_paced(settings, source, rate, seconds)
@@ -303,11 +307,24 @@ def measure(
         "events": n,
         "seconds": elapsed,
         "events_per_s": n / elapsed,
+        "cpu_s_per_m": cpu / n * 1e6,  # the system under test, all its threads
+        "harness_cpu_s_per_m": own / n * 1e6,  # this process: producing and counting
         "paced_events": len(lat),
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "max_ms": float(lat.max()) if lat.size else float("nan"),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _wait_line(proc: subprocess.Popen[bytes], needle: bytes, timeout: float) -> None:
@@ -389,6 +406,16 @@ def main() -> None:
         default="batch,agent",
         help="comma-separated engines of `persona stream` to measure (batch, agent)",
     )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="TREE",
+        help=(
+            "also measure `persona stream --engine batch` run from TREE (a checkout of older "
+            "code, e.g. `git archive main | tar -x -C TREE`, on PYTHONPATH): before/after in "
+            "the same run"
+        ),
+    )
     args = parser.parse_args()
     base = Settings()
     if args.passthrough:
@@ -405,6 +432,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: unknown engine(s) {unknown}: choose from batch, agent")
     tag = uuid.uuid4().hex[:8]
+    if args.reference is not None:
+        engines.append("reference")
     worker_settings = {engine: _engine_settings(base, tag, engine) for engine in engines}
     base_in, base_out = f"bench-base-in-{tag}", f"bench-base-out-{tag}"
     pass_in, pass_out = f"bench-pass-in-{tag}", f"bench-pass-out-{tag}"
@@ -459,12 +488,14 @@ def main() -> None:
             return procs
 
         def start_worker(engine: str, index: int) -> subprocess.Popen[bytes]:
+            reference = engine == "reference"  # the older tree's batch engine, same venv
             return start_worker_process(
                 worker_settings[engine],
-                engine,
+                "batch" if reference else engine,
                 state / f"{engine}{index}",
                 args.batch,
                 args.batch_timeout,
+                extra_env={"PYTHONPATH": str(args.reference.resolve())} if reference else None,
             )
 
         print("baseline: bare confluent-kafka consume -> label -> produce ...", flush=True)
@@ -515,19 +546,24 @@ def main() -> None:
 
     b = results["baseline"]
     print()
-    print("| system | replay events/s | vs ceiling | paced p50 ms | paced p99 ms | paced max ms |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| system | replay events/s | vs ceiling | CPU s per 1M events | paced p50 ms "
+        "| paced p99 ms | paced max ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     table = [("bare confluent-kafka loop (ceiling)", b)]
     if "passthrough" in results:
         table.append(("Faust pass-through, no work (framework ceiling)", results["passthrough"]))
     plural = "s" if args.workers > 1 else ""
     for engine in worker_settings:
         name = f"persona stream --engine {engine}, {args.workers} worker{plural}"
+        if engine == "reference":
+            name = f"persona stream --engine batch from {args.reference}, {args.workers} worker{plural}"
         table.append((name, results[engine]))
     for name, r in table:
         print(
             f"| {name} | {r['events_per_s']:,.0f} | {r['events_per_s'] / b['events_per_s']:.2f} | "
-            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+            f"{r['cpu_s_per_m']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
         )
     print(f"\nreplay of {args.events:,} events; paced phase {args.rate}/s for {args.seconds:.0f} s")
     for engine in worker_settings:
@@ -537,6 +573,12 @@ def main() -> None:
             f"(target >= 0.5); p99 = {r['p99_ms']:.1f} ms (target < 50 ms); "
             f"PostgreSQL rows {r['pg_rows']:,.0f} = distinct {r['pg_distinct']:,.0f} "
             f"= expected {expected:,}: {r['pg_rows'] == r['pg_distinct'] == expected}"
+        )
+    if "reference" in results and "batch" in results:
+        new, old = results["batch"], results["reference"]
+        print(
+            f"batch / reference (same run): {new['events_per_s'] / old['events_per_s']:.2f}x "
+            f"events/s, {old['cpu_s_per_m'] / new['cpu_s_per_m']:.2f}x less CPU per event"
         )
 
 

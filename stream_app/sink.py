@@ -1,6 +1,7 @@
 """PostgreSQL sink: each batch of label rows in one transaction, idempotent by ``event_id``.
 
-Rows go by ``COPY … (FORMAT BINARY)`` into a temporary table (≈210k rows/s, docs/facts.md "PostgreSQL bulk load") and from
+Rows go by ``COPY … (FORMAT BINARY)`` (the payload built from the batch's columns by
+``stream_app.pg_copy``) into a temporary table (≈210k rows/s, docs/facts.md "PostgreSQL bulk load") and from
 there by one ``INSERT … SELECT … ON CONFLICT (event_id) DO NOTHING``: a re-delivered event (after a
 crash, a rebalance, a retried batch) finds its row and adds nothing. While PostgreSQL is down or
 failing the sink retries with exponential backoff and says what it is waiting for; the batch stays
@@ -12,38 +13,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from personas import db
 from personas.errors import PersonaError, ServiceUnavailable, Stopping
 from personas.settings import Settings
 from stream_app.backoff import Backoff
-from stream_app.labelling import LABEL_COLUMNS
+from stream_app.labelling import LabelRows
+from stream_app.pg_copy import COPY_COLUMNS, binary_copy
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["COPY_TYPES", "PgSink"]
+__all__ = ["PgSink"]
 
 log = logging.getLogger(__name__)
 
-#: PostgreSQL types of LABEL_COLUMNS, for binary COPY.
-COPY_TYPES: tuple[str, ...] = (
-    "uuid",
-    "text",
-    "timestamptz",
-    *("float8",) * 10,
-    "int4",
-    "text",
-    "float8",
-    "float8",
-    "bool",
-    "int4",
-    "timestamptz",
-)
-
-_COLUMNS = ", ".join(LABEL_COLUMNS)
+_COLUMNS = ", ".join(COPY_COLUMNS)
 _STAGE = "persona_labels_incoming"
 _CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} "
@@ -101,8 +87,10 @@ class PgSink:
                 "PostgreSQL", self.settings.pg_dsn(with_password=False), str(exc).strip()
             ) from None
 
-    def write_once(self, rows: Sequence[Sequence[Any]]) -> int:
+    def write_once(self, rows: LabelRows, payload: bytes | None = None) -> int:
         """One attempt in one transaction; returns how many rows were new."""
+        if payload is None:
+            payload = binary_copy(rows)
         conn = self._connection()
         try:
             with conn.cursor() as cur:
@@ -111,9 +99,7 @@ class PgSink:
                     conn.commit()
                     self._staged = True
                 with cur.copy(_COPY) as copy:
-                    copy.set_types(list(COPY_TYPES))
-                    for row in rows:
-                        copy.write_row(row)
+                    copy.write(payload)  # the whole binary stream, built from the columns
                 cur.execute(_MERGE)
                 inserted = cur.rowcount
                 conflicts: list[str] = []
@@ -126,16 +112,17 @@ class PgSink:
             raise
         return inserted
 
-    def write(self, rows: Sequence[Sequence[Any]]) -> int:
+    def write(self, rows: LabelRows) -> int:
         """Write until it succeeds (retrying with backoff) or the worker stops (``Stopping``)."""
         import psycopg
 
-        if not rows:
+        if not len(rows):
             return 0
+        payload = binary_copy(rows)  # once, however many attempts
         backoff = Backoff(self.stop, longest=self.max_backoff)
         while True:
             try:
-                inserted = self.write_once(rows)
+                inserted = self.write_once(rows, payload)
                 if backoff.attempt:
                     log.info("PostgreSQL is back after %d retries", backoff.attempt)
                 return inserted

@@ -7,13 +7,21 @@ quarter of what a bare confluent-kafka loop labels (docs/benchmarks/stream_app.m
 reach the throughput target. Here librdkafka fetches and decompresses in C threads, ``consume``
 returns up to ``max_batch`` records in one call, and the per-event Python work is only ours.
 
-Commit semantics, simpler than the agent's: one batch at a time on this thread —
-``consume`` → ``BatchProcessor.process`` (returns only when labels and dead letters are acknowledged
-by Kafka and the rows are committed in PostgreSQL) → remember the next offsets → commit them (async,
-at most every ``commit_interval``; synchronously when partitions are revoked and at shutdown).
-Nothing is committed that is not durable. Rebalance callbacks run inside ``consume``, i.e. between
-batches, so a revoked partition never has a batch in flight. A crash re-delivers at most the
-batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
+Three batches overlap, in a pipeline of three threads: this thread does ``consume`` →
+``BatchProcessor.prepare`` (label: CPU) of batch N+2 while the rows writer runs
+``BatchProcessor.commit_rows`` of batch N+1 (the PostgreSQL transaction) and the labels writer
+``BatchProcessor.publish`` of batch N (labels and dead letters produced and acknowledged by Kafka),
+which starts only once batch N's rows are committed. The writers mostly wait on PostgreSQL and the
+broker, with the GIL released. Each writer is one thread and takes batches in reading order, so
+rows, labels and offsets all follow the input's order. At most ``IN_FLIGHT`` batches are handed
+to the writers; before another one, this thread waits for the oldest to be durable, and only then
+remembers its next offsets and commits them (async, at most every ``commit_interval``;
+synchronously when partitions are revoked and at shutdown). The checkpoint is only touched here:
+nothing is committed that is not durable. When ``consume`` returns nothing, the batches in flight
+are waited for at once (nothing to overlap with). Rebalance callbacks run inside ``consume``; they
+first wait for every batch in flight, so a revoked partition never has a batch in flight when it
+is committed and handed on. A crash re-delivers at
+most the batches since the last commit; the sink's ``ON CONFLICT DO NOTHING`` absorbs them.
 
 Readiness, the lag gauge, crashing and the shutdown grace are the runtime's (``runtime.py``, shared
 with the agent engine); this module only calls them.
@@ -25,10 +33,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from personas.errors import Stopping
+from stream_app.pipeline import Prepared
 from stream_app.records import RawRecord
 from stream_app.runtime import LAG_EVERY_SECONDS, Runtime
 
@@ -43,6 +54,8 @@ ConsumerFactory = Callable[[dict[str, Any]], Any]
 
 #: After the stop event interrupted a batch, how long to wait for the thread to give it up.
 LET_GO_SECONDS = 10.0
+#: Batches handed to the writers and not yet durable: one committing rows, one publishing labels.
+IN_FLIGHT = 2
 
 
 def _default_consumer(config: dict[str, Any]) -> Any:
@@ -70,7 +83,11 @@ class BatchIngest(threading.Thread):
         self._last_lag = 0.0
         self._consumer: Any = None
         self._said_protocol = False
-        self._writing = False  # a batch is in process(): taken, not yet durable
+        self._writing = False  # a batch is taken, not yet durable
+        self._rows_writer: ThreadPoolExecutor | None = None
+        self._labels_writer: ThreadPoolExecutor | None = None
+        #: batches handed to the writers, oldest first: (durable when done, its records)
+        self._in_flight: deque[tuple[Future[Any], list[RawRecord]]] = deque()
         self.clean_exit = False
 
     # ------------------------------------------------------------------ control
@@ -122,6 +139,7 @@ class BatchIngest(threading.Thread):
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
         revoked = {(tp.topic, tp.partition) for tp in partitions}
+        self._finish()  # the batches in flight may hold records of these partitions
         self.runtime.checkpoint.commit(consumer, only=revoked, asynchronous=False)
         self._forget(revoked)
 
@@ -130,6 +148,7 @@ class BatchIngest(threading.Thread):
             "lost partitions %s (session expired); uncommitted work is re-delivered",
             [tp.partition for tp in partitions],
         )
+        self._finish()  # durable anyway; its offsets are forgotten with the partitions
         self._forget({(tp.topic, tp.partition) for tp in partitions})
 
     def _forget(self, keys: set[tuple[str, int]]) -> None:
@@ -147,6 +166,9 @@ class BatchIngest(threading.Thread):
         except BaseException as exc:  # our bug or a fatal Kafka error: crash, commit nothing more
             self.runtime.fail(exc)
         finally:
+            for writer in (self._rows_writer, self._labels_writer):
+                if writer is not None:
+                    writer.shutdown(wait=True)  # a write interrupted by the stop event ends
             consumer, self._consumer = self._consumer, None
             if consumer is not None:
                 try:
@@ -165,18 +187,27 @@ class BatchIngest(threading.Thread):
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        process = runtime.processor.process
+        prepare = runtime.processor.prepare
         checkpoint = runtime.checkpoint
+        self._rows_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-write-rows")
+        self._labels_writer = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="batch-write-labels"
+        )
+        in_flight = self._in_flight
         max_batch, timeout = stream.max_batch, stream.batch_timeout
         while self._running():
             messages = consumer.consume(max_batch, timeout)
             records = self._records(messages)
             if records:
-                self._writing = True
-                process(records)  # durable on return (raises Stopping if told to stop first)
-                runtime.note_done(records)
-                self._writing = False
-            if checkpoint.due():
+                prepared = prepare(records)  # overlaps with the writes of the batches in flight
+                while len(in_flight) >= IN_FLIGHT:
+                    self._finish_oldest()
+                self._hand_over(prepared, records)
+                while in_flight and in_flight[0][0].done():
+                    self._finish_oldest()
+            else:
+                self._finish()  # nothing to overlap with: make them durable (and committable)
+            if checkpoint.due():  # an attempt with nothing to send starts no interval
                 checkpoint.commit(consumer, asynchronous=True)
             now = time.monotonic()
             if now - self._last_lag >= LAG_EVERY_SECONDS:
@@ -185,7 +216,40 @@ class BatchIngest(threading.Thread):
                     consumer.assignment,
                     lambda tp: consumer.get_watermark_offsets(tp, cached=True)[1],
                 )
+        self._finish()
         checkpoint.commit(consumer, asynchronous=False)
+
+    def _hand_over(self, prepared: Prepared, records: list[RawRecord]) -> None:
+        """Queue a labelled batch on both writers: rows first, its labels after its rows."""
+        assert self._rows_writer is not None and self._labels_writer is not None
+        processor = self.runtime.processor
+        committed = self._rows_writer.submit(processor.commit_rows, prepared)
+
+        def publish() -> None:
+            # never publish a label whose row is not committed: a failed commit_rows raises here
+            processor.publish(prepared, committed.result())
+
+        self._writing = True
+        self._in_flight.append((self._labels_writer.submit(publish), records))
+
+    def _finish_oldest(self) -> None:
+        """Wait until the oldest batch in flight is durable, then count its records as done
+        (their offsets may be committed). Raises what its write raised (``Stopping``, our bug):
+        then it is never counted nor committed, and ``_writing`` stays set."""
+        future, records = self._in_flight.popleft()
+        try:
+            future.result()
+        except BaseException:
+            self._in_flight.clear()  # later batches may be durable: never counted past this one
+            raise
+        self.runtime.note_done(records)
+        if not self._in_flight:
+            self._writing = False
+
+    def _finish(self) -> None:
+        """Wait for every batch in flight, in order."""
+        while self._in_flight:
+            self._finish_oldest()
 
     def _records(self, messages: list[Any]) -> list[RawRecord]:
         records: list[RawRecord] = []

@@ -30,7 +30,7 @@ def payloads() -> list[bytes]:
     )
     events, errors = validate_frame(frame)
     assert not errors
-    return [p.encode() for p in build_payloads(events)]
+    return build_payloads(events)
 
 
 def test_valid_events_decode_to_what_the_contract_parses(payloads: list[bytes]) -> None:

@@ -71,6 +71,7 @@ class ScriptedConsumer:
         self.closed = False
         self.callbacks: dict[str, Any] = {}
         self.calls = 0
+        self.revoke_on_close = False
 
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
@@ -86,29 +87,59 @@ class ScriptedConsumer:
         return self.batches.pop(0)
 
     def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
-        self.commits.append(({(tp.topic, tp.partition): tp.offset for tp in offsets}, asynchronous))
+        committed = {(tp.topic, tp.partition): tp.offset for tp in offsets}
+        durable = self.ingest.runtime.processor.durable
+        for source, offset in committed.items():  # never past what make_durable returned
+            assert offset <= durable.get(source, 0), (committed, durable)
+        self.commits.append((committed, asynchronous))
 
     def assignment(self) -> list[Any]:
         return []
 
     def close(self) -> None:
+        # as librdkafka does: leaving the group revokes what is assigned, inside close()
+        if self.revoke_on_close:
+            self.callbacks["on_revoke"](
+                self, [SimpleNamespace(topic="in", partition=p) for p in (0, 1)]
+            )
         self.closed = True
 
 
 class RecordingProcessor:
+    """The pipeline's steps: ``prepare`` on the consumer's thread, ``commit_rows`` and ``publish``
+    on the two writers'; records per partition the next offset that is durable (what may be
+    committed). ``fail_on``: the index of the batch whose ``commit_rows`` raises ``error``."""
+
     def __init__(self, fail_on: int = -1, error: BaseException | None = None) -> None:
         self.batches: list[list[RawRecord]] = []
+        self.prepared: list[list[RawRecord]] = []
+        self.committed: list[list[RawRecord]] = []  # rows committed, labels not yet published
+        self.rows_calls = 0
         self.fail_on, self.error = fail_on, error
-        self.commits_seen_before: list[int] = []
+        self.durable: dict[tuple[str, int], int] = {}
         self.consumer: ScriptedConsumer | None = None
 
-    def process(self, records: list[RawRecord]) -> None:
+    def prepare(self, records: list[RawRecord]) -> list[RawRecord]:
+        self.prepared.append(records)
+        return records
+
+    def commit_rows(self, records: list[RawRecord]) -> int:
         assert self.consumer is not None
-        self.commits_seen_before.append(len(self.consumer.commits))
-        if len(self.batches) == self.fail_on:
+        assert threading.current_thread().name.startswith("batch-write-rows")
+        self.rows_calls += 1
+        if self.rows_calls - 1 == self.fail_on:
             assert self.error is not None
             raise self.error
+        self.committed.append(records)
+        return len(records)
+
+    def publish(self, records: list[RawRecord], committed: int) -> None:
+        assert threading.current_thread().name.startswith("batch-write-labels")
+        assert records is self.committed.pop(0) and committed == len(records)  # in order
         self.batches.append(records)
+        for record in records:
+            source = (record.topic, record.partition)
+            self.durable[source] = max(self.durable.get(source, 0), record.offset + 1)
 
 
 def _run(
@@ -116,6 +147,7 @@ def _run(
     processor: RecordingProcessor,
     revoke_after: int = -1,
     commit_interval: float = 0.0001,
+    revoke_on_close: bool = False,
 ) -> tuple[BatchIngest, ScriptedConsumer, Runtime, list[BaseException]]:
     fatal: list[BaseException] = []
     runtime = Runtime(
@@ -135,6 +167,7 @@ def _run(
     def factory(config: dict[str, Any]) -> ScriptedConsumer:
         assert config["group.id"] == "g" and config["enable.auto.commit"] is False
         consumer = ScriptedConsumer(batches, ingest, revoke_after)
+        consumer.revoke_on_close = revoke_on_close
         processor.consumer = consumer
         holder["c"] = consumer
         return consumer
@@ -153,12 +186,17 @@ def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
     )
     assert ingest.clean_exit and not fatal and consumer.closed
     assert [len(b) for b in processor.batches] == [3, 2]
-    # Nothing was committed before the first batch was durable, one commit after it.
-    assert processor.commits_seen_before == [0, 1]
+    # Every commit checked that it passed no record publish had not returned for
+    # (ScriptedConsumer.commit); the first came once the first batch was durable.
     assert consumer.commits[0] == ({("in", 0): 2, ("in", 1): 6}, True)
     # The second is async too, or (if the interval had not yet passed) the sync one at shutdown.
     assert consumer.commits[1][0] == {("in", 0): 3, ("in", 1): 7}
-    assert len(consumer.commits) == 2
+    # The last is synchronous, at shutdown; it re-sends what an async commit sent and the broker
+    # never confirmed (this fake calls no on_commit), and nothing else.
+    assert [offsets for offsets, _ in consumer.commits[1:]] == [{("in", 0): 3, ("in", 1): 7}] * len(
+        consumer.commits[1:]
+    )
+    assert consumer.commits[-1][1] is False and len(consumer.commits) <= 3
     assert runtime.checkpoint.committable() == {("in", 0): 3, ("in", 1): 7}
     assert runtime.rebalanced and runtime.assigned == [0, 1]
     assert ingest.unfinished() is None  # what the shared shutdown would say: nothing
@@ -170,6 +208,19 @@ def test_a_batch_interrupted_by_stopping_is_never_committed() -> None:
     assert not ingest.clean_exit and not fatal and consumer.closed
     assert [offsets for offsets, _ in consumer.commits] == [{("in", 0): 1}]
     assert runtime.checkpoint.committable() == {("in", 0): 1}
+    assert ingest.unfinished() == "in-flight batch not durable"
+
+
+def test_a_failed_batch_is_never_committed_past_even_when_a_later_one_is_durable() -> None:
+    processor = RecordingProcessor(fail_on=1, error=Stopping("stopping"))
+    batches = [[Msg(0, 0)], [Msg(0, 1)], [Msg(0, 2), Msg(1, 0)], [Msg(0, 3)]]
+    # close() revokes the partitions (as librdkafka does), and revoking waits for what is in
+    # flight: batch 2 is durable by then, but batch 1 before it never was.
+    ingest, consumer, _, fatal = _run(batches, processor, revoke_on_close=True)
+    assert not ingest.clean_exit and not fatal and consumer.closed
+    assert [r.offset for r in processor.batches[0]] == [0]
+    assert all(offsets == {("in", 0): 1} for offsets, _ in consumer.commits)
+    assert consumer.commits
     assert ingest.unfinished() == "in-flight batch not durable"
 
 

@@ -166,3 +166,26 @@ def test_batch_histogram_counts_cumulatively() -> None:
     assert samples[("h_bucket", "+Inf")] == 5
     assert samples[("h_count", None)] == 5
     assert samples[("h_sum", None)] == pytest.approx(5.565)
+
+
+def test_labels_are_published_only_after_their_rows_are_committed(
+    vendor_model: CentroidModel, tmp_path: Path
+) -> None:
+    """The contract a consumer of both relies on: a label on the topic has its row committed."""
+    events: list[str] = []
+
+    class OrderedSink(FakeSink):
+        def write(self, rows: list[Any]) -> int:
+            events.append("rows committed")
+            return super().write(rows)
+
+    class OrderedOutput(FakeOutput):
+        def produce(self, topic: str, messages: list[Any]) -> None:
+            events.append(f"produce {topic}")
+            super().produce(topic, messages)
+
+    processor, _ = _processor(OrderedOutput(), OrderedSink(), tmp_path)
+    prepared = processor.prepare(_records(vendor_model, 5, bad=1))
+    assert events == []  # labelling alone sends nothing anywhere
+    processor.make_durable(prepared)
+    assert events == ["rows committed", "produce out", "produce in.dlq"]
