@@ -318,7 +318,7 @@ def _snapshot(report: DriftReport, values: list[Value], summary: str, full: str 
     return Report(metrics).run(
         pd.DataFrame(row),
         None,
-        timestamp=report.window_end.replace(tzinfo=None),
+        timestamp=report.window_start.replace(tzinfo=None),  # the x axis reads as the window id
         metadata={
             "window_id": report.window_id,
             "status": report.status,

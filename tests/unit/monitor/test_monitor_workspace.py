@@ -135,7 +135,7 @@ def test_every_window_is_a_point_of_the_dashboard(tmp_path: Path) -> None:
     assert line.values == [1.0, 1.0, 1.0, 2.0, 2.0]
     pvalues = _series(path, project.id, panels["distance_shift: p-value against its threshold"])
     assert len(pvalues.sources) == 4  # the insufficient window has no p-value
-    assert [s.timestamp for s in status.sources][-1] == datetime(2025, 2, 10)
+    assert [s.timestamp for s in status.sources][-1] == datetime(2025, 2, 3)  # window start
 
 
 def test_a_persona_that_appears_later_gets_its_series(tmp_path: Path) -> None:
