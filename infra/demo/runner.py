@@ -283,10 +283,14 @@ def run_demo(
         "`persona alerts`, the MLflow UI. Stop the stack with `make down`."
     )
     ui = MonitorSettings()
+    start = (
+        "`make ui`"
+        if options.out_dir == Path("out/demo")
+        else f"`persona ui --workspace {workspace}`"
+    )
     console.print(
-        f"The drift history in Evidently's UI: `make ui` (or `persona ui --workspace "
-        f"{workspace}`), then open {ui_url(ui.ui_host, ui.ui_port)} → project "
-        f"'{project_name(settings.model_name)}'."
+        f"The drift history in Evidently's UI (every window on a dashboard): {start}, then open "
+        f"{ui_url(ui.ui_host, ui.ui_port)} → project '{project_name(settings.model_name)}'."
     )
     return DemoResult(seen, total, rows, distinct, plot_path)
 
