@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 STATUSES: tuple[str, ...] = ("ok", "warning", "drift", "insufficient_data")
 TAB = "Drift history"
 _IDS = uuid.UUID("6f1c2a53-2f7e-4c55-9a43-6b1f4b0d7e11")  # namespace of the panels' ids
+#: The per-persona parts of persona_shift / persona_spread (monitor/judge.py), Holm-adjusted.
+_PER_PERSONA = re.compile(r"^persona:(.+):(shift|spread)$")
 _SUMMARY = "summary"  # the field whose widget is the window's text summary (never plotted)
 
 
@@ -77,6 +80,15 @@ def window_values(report: DriftReport) -> list[Value]:
             values.append(Value("labelled_share", test.statistic, "labelled share"))
         elif test.name == "evidently:dataset_drift" and test.statistic is not None:
             values.append(Value("evidently_drifted_share", test.statistic, "Evidently drifted"))
+        elif (part := _PER_PERSONA.match(test.name)) and test.p_value is not None:
+            persona, kind = part.group(1), part.group(2)
+            values.append(
+                Value(
+                    f"persona_{kind}:{persona}",
+                    _neg_log10(test.p_value),
+                    f"{persona} {kind} −log10 adjusted p",
+                )
+            )
         elif ":" not in test.name and test.p_value is not None:
             values.append(
                 Value(f"nlog10p:{test.name}", _neg_log10(test.p_value), f"{test.name} −log10 p")
@@ -175,6 +187,19 @@ def dashboard_panels(fields: Iterable[str]) -> list[Any]:
                 "fails",
             )
         )
+    for kind in ("shift", "spread"):
+        mine = sorted(f.split(":", 1)[1] for f in known if f.startswith(f"persona_{kind}:"))
+        if mine:
+            panels.append(
+                _panel(
+                    f"persona_{kind} per persona: adjusted p-value against the threshold",
+                    "line",
+                    [(f"persona_{kind}:{p}", p) for p in mine]
+                    + [(f"nlog10threshold:persona_{kind}", "threshold (fails above)")],
+                    size="half",
+                    subtitle="−log10 of each persona's Holm-adjusted p-value: which persona moved",
+                )
+            )
     panels += [
         _panel(
             "Labelled share",

@@ -157,6 +157,7 @@ def test_the_dashboard_shows_every_replayed_window_in_a_real_browser(
         tests = [f"{t}: p-value against its threshold" for t in TEST_NAMES]
         assert {"Window status", "Persona mix", "Labelled share", "Model version"} <= titles
         assert set(tests) <= titles, titles
+        assert "persona_shift per persona: adjusted p-value against the threshold" in titles
         # one stacked bar per persona per judged window; two lines (p, threshold) per test
         wait.until(lambda _: _count(browser, "Persona mix", bar) == 3 * len(judged))
         for title in tests:

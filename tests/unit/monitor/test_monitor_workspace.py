@@ -196,3 +196,21 @@ def test_forget_deletes_only_the_named_project(tmp_path: Path) -> None:
     from evidently.ui.workspace import Workspace
 
     assert [p.name for p in Workspace(str(path)).list_projects()] == ["persona-monitor b"]
+
+
+def test_per_persona_parts_get_a_panel_naming_the_persona_that_moved() -> None:
+    base = report(0, "warning", p=1e-6)
+    parts = [
+        DriftTest(name="persona_shift", p_value=1e-8, threshold=0.0025, failed=True),
+        DriftTest(name="persona:Steve:shift", p_value=1e-8, threshold=0.0025, failed=True),
+        DriftTest(name="persona:Pat:shift", p_value=0.1, threshold=0.0025, failed=False),
+        DriftTest(name="persona:Steve:x1", statistic=0.5, p_value=1e-9, failed=True),
+    ]
+    values = {v.field: v.value for v in window_values(base.model_copy(update={"tests": parts}))}
+    assert values["persona_shift:Steve"] == pytest.approx(8.0)
+    assert values["persona_shift:Pat"] == pytest.approx(1.0)
+    assert not any("x1" in f for f in values)
+    panels = {p.title: p for p in dashboard_panels(values)}
+    panel = panels["persona_shift per persona: adjusted p-value against the threshold"]
+    assert [v.legend for v in panel.values] == ["Pat", "Steve", "threshold (fails above)"]
+    assert "persona_spread per persona: adjusted p-value against the threshold" not in panels
