@@ -263,6 +263,7 @@ class WindowHistory:
         self._workspace: Any = None
         self._project_id: Any = None
         self._fields: set[str] = set()
+        self._stale = True  # the dashboard is rewritten once per opening (a new version's layout)
         self.recorded = 0
         self.failures = 0
 
@@ -303,7 +304,8 @@ class WindowHistory:
                 description="Every closed window of the drift monitor (docs/monitor.md)",
             )
         )
-        self._fields = _plotted(workspace.get_dashboard(project.id))
+        self._fields = _plotted(workspace.get_dashboard(project.id))  # the personas seen before
+        self._stale = True
         self._workspace, self._project_id = workspace, project.id
 
     def _record(self, report: DriftReport, full: Any) -> None:
@@ -318,8 +320,9 @@ class WindowHistory:
         snapshot = _snapshot(report, values, _summary(report, full_link), full_link)
         workspace.add_run(project_id, snapshot)
         fields = {v.field for v in values}
-        if not fields <= self._fields or not self._fields:
+        if self._stale or not fields <= self._fields:
             self._fields |= fields
+            self._stale = False
             from evidently.sdk.models import DashboardModel, DashboardTabModel
 
             panels = dashboard_panels(self._fields)

@@ -214,3 +214,24 @@ def test_per_persona_parts_get_a_panel_naming_the_persona_that_moved() -> None:
     panel = panels["persona_shift per persona: adjusted p-value against the threshold"]
     assert [v.legend for v in panel.values] == ["Pat", "Steve", "threshold (fails above)"]
     assert "persona_spread per persona: adjusted p-value against the threshold" not in panels
+
+
+def test_a_new_monitor_rewrites_an_older_layout_once(tmp_path: Path) -> None:
+    from evidently.sdk.models import DashboardModel, DashboardTabModel
+
+    path, name = tmp_path / "ws", "persona-monitor t"
+    WindowHistory(path, name).record(report(0))
+    workspace, project = _project(path, name)
+    (old,) = dashboard_panels({v.field for v in window_values(report(0))})[:1]
+    every = [v.field for v in window_values(report(1))]
+    old = old.copy(
+        update={
+            "title": "Old",
+            "values": [old.values[0].copy(update={"metric_labels": {"field": f}}) for f in every],
+        }
+    )
+    tab = DashboardTabModel(title=TAB, panels=[old.id])
+    workspace.save_dashboard(project.id, DashboardModel(tabs=[tab], panels=[old]))
+    WindowHistory(path, name).record(report(1))  # nothing new in its values, a new layout
+    titles = [p.title for p in workspace.get_dashboard(project.id).panels]
+    assert "Old" not in titles and titles[0] == "Window status"
