@@ -9,7 +9,7 @@ QUIX_VENV := .venv-quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo soak bench bench-quix schemas env-example clean
+.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo ui soak bench bench-quix schemas env-example clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ fmt: install ## Format and auto-fix with ruff
 
 demo: up ## The main job: months replayed live — labels, drift alert, retrain, hot swap, summary
 	$(PERSONA) demo
+
+ui: install ## Evidently's UI on the drift history (WORKSPACE=dir; default: the PERSONA_MONITOR_EVIDENTLY_WORKSPACE setting, else the demo's out/demo/workspace)
+	$(PERSONA) ui --workspace $(or $(WORKSPACE),$(PERSONA_MONITOR_EVIDENTLY_WORKSPACE),out/demo/workspace)
 
 soak: up ## The loop under random faults for SOAK_MINUTES (default 20), then an accounting (docs/reliability.md)
 	$(PERSONA) soak --minutes $(or $(SOAK_MINUTES),20)

@@ -34,6 +34,17 @@ for i in "${!pids[@]}"; do
   rm -f "${logs[$i]}"
 done
 [ "$failed" = 0 ] || exit 1
+# The Evidently UI test drives a real browser: Debian's headless chromium and its driver.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing chromium and chromium-driver for the browser test"
+    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; } \
+      || echo "== could not install chromium; the browser test will fail with the fix"
+  else
+    echo "== chromium missing: run 'sudo apt-get install -y chromium chromium-driver' (the browser test fails without it)"
+  fi
+fi
 t0=$(date +%s)
 "$BIN/pytest" tests -q -p no:cacheprovider --durations=30 "$@"
 rc=$?

@@ -1,7 +1,9 @@
-"""`persona monitor` (the drift monitor service) and `persona alerts` (watch drift-alerts)."""
+"""`persona monitor` (the drift monitor service), `persona alerts` (watch drift-alerts) and
+`persona ui` (Evidently's UI on the monitor's drift history)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -120,7 +122,41 @@ def alerts(
         typer.secho("no alerts", dim=True, err=True)
 
 
+def ui(
+    workspace: Annotated[
+        Path | None,
+        typer.Option(help="The Evidently workspace (default PERSONA_MONITOR_EVIDENTLY_WORKSPACE)."),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to serve on (default PERSONA_MONITOR_UI_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (default PERSONA_MONITOR_UI_PORT, 8000).")
+    ] = None,
+) -> None:
+    """Evidently's UI on the drift history: one project per model, a dashboard of every closed
+    window (status, each calibrated test's p-value against its threshold, persona mix, labelled
+    share, model version); click a point for that window's snapshot and its Evidently report.
+
+    The monitor fills the workspace when PERSONA_MONITOR_EVIDENTLY_WORKSPACE is set (`make demo`
+    sets it). Runs `evidently ui` until Ctrl-C; a missing workspace or a taken port is one line.
+    """
+    from monitor.ui import exec_ui
+
+    ms = _monitor_settings({"ui_host": host, "ui_port": port})
+    path = workspace or ms.evidently_workspace
+    if path is None:
+        from personas.errors import ConfigError
+
+        raise ConfigError(
+            "no workspace: pass --workspace DIR or set PERSONA_MONITOR_EVIDENTLY_WORKSPACE "
+            "(the monitor records its windows there)"
+        )
+    exec_ui(path, ms.ui_host, ms.ui_port, say=typer.echo)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `monitor` and `alerts` to the root CLI."""
+    """Add `monitor`, `alerts` and `ui` to the root CLI."""
     app.command("monitor")(monitor)
     app.command("alerts")(alerts)
+    app.command("ui")(ui)

@@ -28,7 +28,7 @@ import numpy as np
 
 from monitor.stats import LabelledWindow, Reference
 
-__all__ = ["EvidentlyColumn", "EvidentlyResult", "WorkspaceSink", "frame_table", "run_report"]
+__all__ = ["EvidentlyColumn", "EvidentlyResult", "frame_table", "run_report"]
 
 
 @dataclass(frozen=True)
@@ -158,25 +158,3 @@ def _parse(snapshot: Any) -> EvidentlyResult:
                 )
             )
     return EvidentlyResult(columns, drifted_share, dataset_drift, snapshot)
-
-
-class WorkspaceSink:
-    """Adds each report to a local Evidently workspace, so ``evidently ui --workspace <dir>``
-    shows the windows' history (one project per registered model name)."""
-
-    def __init__(self, path: Path, project: str) -> None:
-        self.path = path
-        self.project_name = project
-        self._workspace: Any = None
-        self._project_id: Any = None
-
-    def add(self, result: EvidentlyResult) -> None:
-        if self._workspace is None:
-            from evidently.ui.workspace import Workspace
-
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._workspace = Workspace.create(str(self.path))
-            found = self._workspace.search_project(self.project_name)
-            project = found[0] if found else self._workspace.create_project(self.project_name)
-            self._project_id = project.id
-        self._workspace.add_run(self._project_id, result.snapshot)

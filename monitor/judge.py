@@ -226,11 +226,16 @@ def judge(window: ClosedWindow, ref: Reference | None, ms: MonitorSettings) -> V
 
 
 def warm_up(ms: MonitorSettings) -> None:
-    """Import scipy.stats (≈1 s) and, if reports are on, Evidently (≈5 s) before the first window."""
+    """Import scipy.stats (≈1 s) and, if reports or the workspace are on, Evidently (≈5 s) before
+    the first window."""
     import scipy.stats  # noqa: F401
 
     if ms.reports != "never" or ms.evidently_in_verdict:
         import evidently.presets  # noqa: F401
+    if ms.evidently_workspace is not None:  # the drift history (monitor/workspace.py)
+        from evidently.ui import workspace  # noqa: F401
+
+        from monitor import workspace_metric  # noqa: F401
 
 
 def _by_name(part: PersonaResult) -> str:

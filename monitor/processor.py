@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from monitor import store
 from monitor.delivery import Delivery
-from monitor.evidently_report import WorkspaceSink
 from monitor.judge import Verdict, judge, report_path, to_report
 from monitor.policy import Decision, DriftPolicy, command_id_for
 from monitor.reference import ReferenceSource
 from monitor.settings import MonitorSettings
 from monitor.windows import ClosedWindow
+from monitor.workspace import WindowHistory, project_name
 from personas.errors import PersonaError, Stopping
 from personas.failpoints import failpoint
 from personas.schemas import DriftReport, RetrainCommand, utc_now
@@ -62,10 +62,10 @@ class WindowProcessor:
         self.policy = DriftPolicy(ms.consecutive_windows, ms.cooldown_delta)
         self._conn: Any = None
         self.delivery = Delivery(settings, producer, stop)
-        self.workspace = (
+        self.history = (
             None
             if ms.evidently_workspace is None
-            else WorkspaceSink(ms.evidently_workspace, f"persona-monitor {settings.model_name}")
+            else WindowHistory(ms.evidently_workspace, project_name(settings.model_name))
         )
         self._retryable: tuple[type[BaseException], ...] = (
             PersonaError,
@@ -198,11 +198,6 @@ class WindowProcessor:
         if verdict.evidently is not None and self.ms.reports != "never":
             path = report_path(self.ms.reports_dir, window.window_id, verdict.model_version)
             report_uri = str(verdict.evidently.save_html(path).resolve())
-            if self.workspace is not None:
-                try:
-                    self.workspace.add(verdict.evidently)
-                except Exception:
-                    log.exception("could not add window %s to the workspace", window.window_id)
         report = to_report(window, verdict, decision, report_uri=report_uri)
         command = None
         if decision.retrain is not None:
@@ -241,6 +236,9 @@ class WindowProcessor:
             self.stats.retrains += 1
         if self.metrics is not None:
             self.metrics.window_decided(judged.report.status, window.end, verdict.seconds)
+        if self.history is not None:  # a view of the stored decision; never raises
+            full = None if verdict.evidently is None else verdict.evidently.snapshot
+            self.history.record(judged.report, full)
         failed = ", ".join(verdict.failed_tests) or "-"
         log.info(
             "window %s: %d events, %s (failed: %s; verdict %.0f ms, report %.0f ms)%s",

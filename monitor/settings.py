@@ -131,10 +131,15 @@ class MonitorSettings(BaseSettings):
     evidently_workspace: Path | None = Field(
         None,
         description=(
-            "Also add every report to this local Evidently workspace (`evidently ui "
-            "--workspace <dir>` shows the history); empty = off."
+            "Record every closed window (and its Evidently report, if it has one) in this local "
+            "Evidently workspace, with a drift-history dashboard (`persona ui` shows it); "
+            "empty = off."
         ),
     )
+    ui_host: str = Field(
+        "127.0.0.1", description="Interface `persona ui` (evidently ui) serves on."
+    )
+    ui_port: int = Field(8000, ge=1, le=65535, description="Port of `persona ui` (evidently ui).")
     evidently_residuals: bool = Field(
         True, description="Add residual (x − assigned centroid) and distance columns to the report."
     )

@@ -20,6 +20,9 @@ from infra.demo.live import LiveView, Observed
 from infra.demo.scenario import DEFAULT_MONTHS, DemoMonth
 from infra.demo.services import ChildService, persona_argv
 from infra.demo.summary import plot, print_summary
+from monitor.settings import MonitorSettings
+from monitor.ui import ui_url
+from monitor.workspace import forget, project_name
 from personas import db
 from personas.errors import ConfigError, PersonaError
 from personas.kafka import admin_config, check_kafka, ensure_topics, topic_specs
@@ -180,6 +183,8 @@ def run_demo(
     logs = options.out_dir / "logs"
     reports_dir = (options.out_dir / "reports").resolve()
     env["PERSONA_MONITOR_REPORTS_DIR"] = str(reports_dir)
+    workspace = (options.out_dir / "workspace").resolve()  # the drift history, `persona ui`
+    env["PERSONA_MONITOR_EVIDENTLY_WORKSPACE"] = str(workspace)
     # Group names under the prefixes of personas.access, so the demo runs on a secured cluster too.
     env["PERSONA_TRAINER_GROUP_ID"] = f"persona-trainer-{settings.pg_schema}-{suffix}"
     env["PERSONA_STREAM_STATE_DIR"] = str((options.out_dir / "stream-state").resolve())
@@ -193,6 +198,7 @@ def run_demo(
     )
     if options.reset:
         reset_state(settings, console)
+        forget(workspace, project_name(settings.model_name))
     else:  # the demo's names may not exist yet on this stack
         ensure_topics(settings)
         db.apply_migrations(settings)
@@ -267,12 +273,24 @@ def run_demo(
     print_summary(settings, seen, console, plot_path, reports_dir)
     rows, distinct = db.label_counts(settings)
     env_file = options.out_dir / "demo.env"
-    env_file.write_text(namespace_env(settings))
+    env_file.write_text(
+        namespace_env(settings) + f"PERSONA_MONITOR_EVIDENTLY_WORKSPACE={workspace}\n"
+    )
     console.print(
         f"The demo's data is in its own names (topics {settings.topics.labels}, …; schema "
         f"{settings.pg_schema}; model {settings.model_name}); nothing else on the stack was "
         f"touched. Explore it: `set -a; . {env_file}; set +a`, then `persona tail labels`, "
         "`persona alerts`, the MLflow UI. Stop the stack with `make down`."
+    )
+    ui = MonitorSettings()
+    start = (
+        "`make ui`"
+        if options.out_dir == Path("out/demo")
+        else f"`persona ui --workspace {workspace}`"
+    )
+    console.print(
+        f"The drift history in Evidently's UI (every window on a dashboard): {start}, then open "
+        f"{ui_url(ui.ui_host, ui.ui_port)} → project '{project_name(settings.model_name)}'."
     )
     return DemoResult(seen, total, rows, distinct, plot_path)
 

@@ -54,3 +54,17 @@ def test_demo_story(isolated_settings: Settings, tmp_path: Path):
     # The alarm clears: the last closed windows are judged against v2 and are ok.
     assert reports[-1].model_version == 2 and reports[-1].status == "ok", reports[-1]
     assert result.plot_path is not None and result.plot_path.stat().st_size > 10_000
+
+    # The drift history for `persona ui`: every window the demo saw, in the demo's workspace.
+    from evidently.ui.workspace import Workspace
+
+    from monitor.workspace import project_name
+
+    workspace = Workspace(str(options.out_dir / "workspace"))
+    (project,) = workspace.search_project(project_name(isolated_settings.model_name))
+    recorded = {
+        str(workspace.get_run(project.id, run).metadata.get("window_id"))
+        for run in workspace.list_runs(project.id)
+    } - {"None"}
+    assert recorded == {r.window_id for r in reports}
+    assert "PERSONA_MONITOR_EVIDENTLY_WORKSPACE=" in (options.out_dir / "demo.env").read_text()

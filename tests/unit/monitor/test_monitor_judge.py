@@ -127,25 +127,6 @@ def test_evidently_can_join_the_verdict(january: Reference, draw: Draw) -> None:
     assert test.failed == ("evidently_dataset_drift" in verdict.failed_tests)
 
 
-def test_reports_go_to_an_evidently_workspace(
-    january: Reference, draw: Draw, tmp_path: Path
-) -> None:
-    from evidently.ui.workspace import Workspace
-
-    from monitor.evidently_report import WorkspaceSink
-
-    window = closed(draw(np.random.default_rng(7), 150, std=3.1))
-    verdict = judge(window, january, settings(reports="all", evidently_residuals=False))
-    assert verdict.evidently is not None
-    sink = WorkspaceSink(tmp_path / "ws", "persona-monitor test")
-    sink.add(verdict.evidently)
-    # a second process (restart) finds the same project
-    WorkspaceSink(tmp_path / "ws", "persona-monitor test").add(verdict.evidently)
-    workspace = Workspace.create(str(tmp_path / "ws"))
-    (project,) = workspace.search_project("persona-monitor test")
-    assert len(workspace.list_runs(project.id)) == 2
-
-
 def test_late_events_are_reported_with_the_oldest_time_and_shown_by_persona_alerts(
     january: Reference, draw: Draw
 ) -> None:
