@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.stack.layout import Layout, ServiceStatus
-from infra.stack.process import file_lock, log_tail, port_open, read_pid, wait_until
+from infra.stack.process import apt_install, file_lock, log_tail, port_open, read_pid, wait_until
 from personas.errors import StackError
 from personas.settings import Settings
 
@@ -57,11 +57,7 @@ def install_postgres() -> Path:
     if not conf.exists() or "create_main_cluster" not in conf.read_text():
         with open(conf, "a") as fh:
             fh.write("\ncreate_main_cluster = false\n")
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise StackError(f"`{' '.join(argv)}` failed: {result.stderr.strip()[-500:]}")
+    apt_install("postgresql")
     found = find_bin_dir()
     if found is None:
         raise StackError("postgresql was installed but initdb/pg_ctl were not found")

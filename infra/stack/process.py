@@ -197,6 +197,16 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def apt_install(package: str) -> None:
+    """``apt-get update`` then ``apt-get install -y PACKAGE`` (the caller checked that we are root
+    and holds its install lock); a failure is a StackError with apt's last words."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", package]):
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(f"`{' '.join(argv)}` failed: {result.stderr.strip()[-500:]}")
+
+
 def log_tail(log_file: Path, lines: int = 8) -> str:
     try:
         text = log_file.read_text(errors="replace").splitlines()

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from infra.stack.detached import DetachedService
 from infra.stack.layout import SKIPPED, Layout, ServiceStatus
-from infra.stack.process import file_lock
+from infra.stack.process import apt_install, file_lock
 from personas.errors import StackError
 from personas.settings import Settings
 
@@ -115,11 +114,7 @@ def install_prometheus(layout: Layout) -> str:
                 "Prometheus is not installed; install it with `sudo apt-get install -y "
                 "prometheus` (or run `make up` as root)"
             )
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "prometheus"]):
-            result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                raise StackError(f"`{' '.join(argv)}` failed: {result.stderr.strip()[-500:]}")
+        apt_install("prometheus")
         found = find_binary()
         if found is None:
             raise StackError("prometheus was installed but its binary was not found")
