@@ -55,7 +55,9 @@ def start_server(isolated_settings: Settings, tmp_path: Path) -> Iterator[Callab
             if process.poll() is not None:
                 pytest.fail(f"persona serve exited {process.returncode}:\n{server.output()}")
             try:
-                if server.get("/health")[0] == 200:
+                # Answering is not enough: Gunicorn forks its workers one after the other, and a
+                # test that counts them must see them all (a busy machine delays the second).
+                if server.get("/health")[0] == 200 and len(server.worker_pids()) == workers:
                     return server
             except OSError:
                 pass
