@@ -4,7 +4,6 @@ sees the drift alert fire (docs/observability.md)."""
 from __future__ import annotations
 
 import json
-import socket
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from monitor_helpers import MONTHS, ORIGIN, Running, month, publish, register_champion
 
 from infra.stack.layout import Layout
-from infra.stack.process import wait_until
+from infra.stack.process import free_port, wait_until
 from infra.stack.prometheus import PrometheusService, Scrape, find_binary
 from monitor.settings import MonitorSettings
 from personas import registry
@@ -23,12 +22,6 @@ from personas.model import CentroidModel
 from personas.settings import Settings
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _api(prometheus: PrometheusService, path: str, **query: str) -> Any:
@@ -43,8 +36,8 @@ def test_prometheus_scrapes_the_monitor_and_the_drift_alert_fires(
     isolated_settings: Settings, vendor_model: CentroidModel, tmp_path: Path
 ) -> None:
     assert find_binary() is not None, "Prometheus is not installed: `make up` installs it"
-    metrics_port = _free_port()
-    settings = isolated_settings.model_copy(update={"prometheus_port": _free_port()})
+    metrics_port = free_port()
+    settings = isolated_settings.model_copy(update={"prometheus_port": free_port()})
     prometheus = PrometheusService(
         settings,
         Layout(root=tmp_path / "stack", cache=settings.cache_dir),
