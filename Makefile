@@ -9,7 +9,7 @@ QUIX_VENV := .venv-quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo ui soak bench bench-quix schemas env-example clean
+.PHONY: help install up down status up-cluster down-cluster status-cluster test test-unit lint fmt demo ui soak bench bench-quix bench-loop schemas env-example clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ $(QUIX_STAMP): bench/quix-constraints.txt
 	@touch $(QUIX_STAMP)
 
 bench-quix: $(QUIX_STAMP) ## The venv of the staircase benchmark's Quix Streams peer (its pins conflict with ours)
+
+bench-loop: up ## The whole loop on a replay of LOOP_EVENTS (default 1,000,000), timed end to end, RSS per service (docs/benchmarks/replay_loop.md)
+	$(BIN)/python bench/replay_loop.py --events $(or $(LOOP_EVENTS),1000000)
 
 bench: up bench-quix ## Hot-path benchmarks, each beside its baseline (figures: docs/benchmarks.md)
 	$(BIN)/python bench/producer_throughput.py --events 200000

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.demo.services import ChildService, persona_argv
+from infra.sampling import rss_mib
 from infra.stack.process import wait_until
 from personas.settings import Settings
 
@@ -79,15 +80,7 @@ class SoakResult:
 
 
 def _rss_mib(service: ChildService) -> float:
-    if service.process is None:
-        return 0.0
-    try:
-        for line in Path(f"/proc/{service.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return rss_mib(None if service.process is None else service.process.pid)
 
 
 def soak_data(options: SoakOptions, folder: Path) -> tuple[Path, Path, int, int]:
@@ -405,14 +398,10 @@ def drift_episodes(statuses: list[str]) -> int:
 
 
 def _drop(soak: _Soak) -> None:
-    import contextlib
+    from infra.demo.runner import drop_namespace
 
-    from personas import db, registry
-
-    with contextlib.suppress(Exception), db.connect(soak.settings, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{soak.settings.pg_schema}" CASCADE')
-    with contextlib.suppress(Exception):
-        registry.client(soak.settings).delete_registered_model(soak.settings.model_name)
+    # The topics live on the soak's own broker, which goes with its folder.
+    drop_namespace(soak.settings, topics=False)
 
 
 def _write(folder: Path, result: SoakResult) -> None:

@@ -28,7 +28,15 @@ from personas.errors import ConfigError, PersonaError
 from personas.kafka import admin_config, check_kafka, ensure_topics, topic_specs
 from personas.settings import Settings, TopicNames, settings_env
 
-__all__ = ["DemoOptions", "DemoResult", "demo_settings", "reset_state", "run_demo"]
+__all__ = [
+    "DemoOptions",
+    "DemoResult",
+    "demo_settings",
+    "drop_namespace",
+    "namespace_env",
+    "reset_state",
+    "run_demo",
+]
 
 _NAMESPACE = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
@@ -89,8 +97,9 @@ def _run(console: Console, argv: list[str], env: dict[str, str], what: str) -> N
         raise PersonaError(f"{what} failed: {(result.stderr or result.stdout).strip()[-600:]}")
 
 
-def reset_state(settings: Settings, console: Console) -> None:
-    """Start from a clean slate on the local stack: empty topics, empty app tables, no model."""
+def _delete_topics(settings: Settings) -> list[str]:
+    """Delete the topics of ``settings`` that exist and wait until the broker has forgotten them;
+    the names of all its topics."""
     from confluent_kafka.admin import AdminClient
 
     names = [s.name for s in topic_specs(settings)]
@@ -105,6 +114,34 @@ def reset_state(settings: Settings, console: Console) -> None:
             admin.list_topics(timeout=10).topics
         ):
             time.sleep(0.5)
+    return names
+
+
+def drop_namespace(settings: Settings, *, topics: bool = True) -> None:
+    """Remove what a run in its own namespace left: its topics (unless ``topics`` is False, e.g.
+    on a broker that goes away with the run), its PostgreSQL schema and its registered model.
+    Best effort: a cleanup must not hide the result of the run it follows. Refuses the
+    configured default names, so it can never drop a user's data."""
+    import contextlib
+
+    from mlflow.exceptions import MlflowException
+
+    from personas.registry import client
+
+    if settings.pg_schema == Settings.model_fields["pg_schema"].default:
+        raise ConfigError(f"refusing to drop the default schema {settings.pg_schema!r}")
+    if topics:
+        with contextlib.suppress(Exception):
+            _delete_topics(settings)
+    with contextlib.suppress(Exception), db.connect(settings, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{settings.pg_schema}" CASCADE')
+    with contextlib.suppress(MlflowException, OSError):
+        client(settings).delete_registered_model(settings.model_name)
+
+
+def reset_state(settings: Settings, console: Console) -> None:
+    """Start from a clean slate on the local stack: empty topics, empty app tables, no model."""
+    names = _delete_topics(settings)
     for _ in range(20):  # deletion completes asynchronously on the broker
         try:
             ensure_topics(settings)
