@@ -1,4 +1,4 @@
-"""What the monitor's consumer loop costs per label, without Kafka: ``MonitorService.route`` on
+"""What the monitor's consumer loop costs per label, without Kafka: ``MonitorService.route_all`` on
 in-memory messages, in batches of 1,000 as ``consume`` gives them (issue 14, "throughput").
 
 Separates the loop's own Python (parse, future check, checkpoint, window add) from the broker, so a
@@ -53,6 +53,9 @@ class _Message:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument(
+        "--window", default="1d", help="window size (1d: 28 windows; 7d: 4, fuller samples)"
+    )
     parser.add_argument("--profile", action="store_true", help="print cProfile's top lines")
     args = parser.parse_args()
     vendor = load_vendor_catalogue()
@@ -68,15 +71,14 @@ def main() -> None:
     settings = base.model_copy(
         update={"topics": base.topics.model_copy(update={"labels": "labels"})}
     )
-    ms = MonitorSettings(_env_file=None, consume_responses=False, window="1d")
+    ms = MonitorSettings(_env_file=None, consume_responses=False, window=args.window)
     service = MonitorService(settings, ms, threading.Event())
     profile = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
     if profile is not None:
         profile.enable()
     for batch in batches:
-        for msg in batch:
-            service.route(msg)
+        service.route_all(batch)
     if profile is not None:
         profile.disable()
     elapsed = time.perf_counter() - started

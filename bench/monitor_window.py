@@ -9,7 +9,7 @@ Measured in one run, on the same synthetic data (vendor centroids, std 2, a 5,00
     x1..x10, and the full report the monitor writes (raw + residuals + distance + persona).
 
     .venv/bin/python bench/monitor_window.py [--events 10000] [--reference 5000]
-    .venv/bin/python bench/monitor_window.py --kafka 200000   # service throughput via the stack
+    .venv/bin/python bench/monitor_window.py --kafka 1000000  # service throughput via the stack
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -104,11 +105,13 @@ def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="also run the service on N labels through the running stack (fresh topics/schema)",
+        help="instead: the service on N labels through the running stack (fresh topics/schema), "
+        "beside a bare consume loop and consume + msgspec decode",
     )
+    parser.add_argument("--window", default="7d", help="window size for --kafka (default 7d)")
     args = parser.parse_args()
     if args.kafka:
-        kafka_throughput(args.kafka)
+        kafka_throughput(args.kafka, args.window)
         return
 
     vendor = load_vendor_catalogue()
@@ -158,9 +161,39 @@ def main() -> None:
     print(f"monitor's Evidently report (23 columns, ≤5k rows each) {full_s * 1000:8.1f} ms")
 
 
-def kafka_throughput(events: int) -> None:
-    """Through the real stack: publish ``events`` labels over 4 weeks to fresh topics, then time
-    the service from start until it has consumed them all and published the daily windows."""
+def _bare_consume(settings: Any, group: str, total: int, decode: bool) -> tuple[float, float]:
+    """Seconds (wall, process CPU) to read ``total`` labels with the best plain loop:
+    ``consume(1000)``, values out (and, with ``decode``, every batch through the msgspec
+    decoder), from the first message."""
+    from confluent_kafka import Consumer
+
+    from personas.kafka import consumer_config
+    from personas.label_fast import decode_labels
+
+    consumer = Consumer(consumer_config(settings, group))
+    consumer.subscribe([settings.topics.labels])
+    seen, started, cpu = 0, None, 0.0
+    try:
+        while seen < total:
+            batch = consumer.consume(num_messages=1000, timeout=1.0)
+            if batch and started is None:
+                started, cpu = time.perf_counter(), time.process_time()
+            values = [m.value() for m in batch if m.error() is None]
+            if decode and values:
+                decoded = decode_labels(values)
+                assert decoded is not None
+            seen += len(values)
+        assert started is not None
+        return time.perf_counter() - started, time.process_time() - cpu
+    finally:
+        consumer.close()
+
+
+def kafka_throughput(events: int, window: str) -> None:
+    """Through the real stack, on one topic of fresh names: ``events`` labels over 4 weeks, read
+    three ways in the same run — a bare consume loop, the same loop with the msgspec decode (the
+    best code for "read the labels"), and the monitor service itself, from the first label it
+    reads until it has read them all (and, separately, until the windows are published)."""
     import threading
     import uuid as _uuid
 
@@ -169,6 +202,7 @@ def kafka_throughput(events: int) -> None:
 
     from monitor.reference import StaticReference
     from monitor.service import MonitorStats, run
+    from monitor.settings import parse_duration
     from personas import db
     from personas.kafka import admin_config, ensure_topics, producer_config, topic_specs
     from personas.settings import Settings, TopicNames
@@ -186,6 +220,8 @@ def kafka_throughput(events: int) -> None:
     model = CentroidModel(vendor.centroids, vendor.ids, vendor.names, version=1)
     rng = np.random.default_rng(3)
     ref = Reference.build(model, draw(rng, vendor.centroids, 5000))
+    size = parse_duration(window)
+    windows = int(timedelta(days=28) / size)
     try:
         producer = Producer(producer_config(settings))
         step = 28 * 86_400 / events
@@ -196,18 +232,24 @@ def kafka_throughput(events: int) -> None:
             for i, value in enumerate(labels_json(model, x, start=first, step_s=step)):
                 producer.produce(settings.topics.labels, value, f"r{first + i}".encode())
                 producer.poll(0)
-        # one event a day later closes the last day
-        last = labels_json(
-            model, vendor.centroids[:1], start=int(events + 86_400 // step + 1), step_s=step
-        )
+        # one event a window later closes the last window
+        later = int(events + size.total_seconds() // step + 1)
+        last = labels_json(model, vendor.centroids[:1], start=later, step_s=step)
         producer.produce(settings.topics.labels, last[0])
         producer.flush(60)
+        total = events + 1
+        print(
+            f"{total:,} labels on {settings.topics.labels} ({settings.kafka_partitions} partitions)"
+        )
+        bare = _bare_consume(settings, f"bench-{tag}-bare", total, decode=False)
+        decoded = _bare_consume(settings, f"bench-{tag}-decode", total, decode=True)
         ms = MonitorSettings(
             _env_file=None,
-            window="1d",
+            window=window,
             reports="never",
             consume_responses=False,
             group_id=f"bench-{tag}",
+            metrics_port=0,
         )
         stop, stats = threading.Event(), MonitorStats()
         thread = threading.Thread(
@@ -217,18 +259,33 @@ def kafka_throughput(events: int) -> None:
         )
         started = time.perf_counter()
         thread.start()
-        while stats.labels < events and thread.is_alive():
+        while stats.labels == 0 and thread.is_alive():
+            time.sleep(0.001)
+        reading, cpu = time.perf_counter(), time.process_time()
+        while stats.labels < total and thread.is_alive():
+            time.sleep(0.01)
+        consumed, cpu = time.perf_counter(), time.process_time() - cpu
+        while (
+            stats.published < windows and thread.is_alive() and time.perf_counter() - started < 300
+        ):
             time.sleep(0.05)
-        consumed = time.perf_counter() - started
-        while stats.published < 28 and thread.is_alive() and time.perf_counter() - started < 120:
-            time.sleep(0.05)
-        done = time.perf_counter() - started
+        done = time.perf_counter()
         stop.set()
         thread.join(30)
+        rows = [
+            ("bare consume loop (consume(1000), values)", bare),
+            ("  + msgspec decode of every batch (the ceiling)", decoded),
+            ("the monitor service (route, windows, judge thread)", (consumed - reading, cpu)),
+        ]
+        print(f"{'':55s} {'labels/s':>10s}  {'wall s':>6s}  CPU s per 1M (this process)")
+        for name, (seconds, cpu_s) in rows:
+            print(
+                f"{name:55s} {total / seconds:>10,.0f}  {seconds:6.2f}  {cpu_s / total * 1e6:6.2f}"
+            )
         print(
-            f"through Kafka: {events:,} labels consumed in {consumed:.1f} s "
-            f"({events / consumed:,.0f} events/s incl. start-up), {stats.published} daily "
-            f"windows published after {done:.1f} s"
+            f"monitor: ×{decoded[0] / (consumed - reading):.2f} of the ceiling; start-up "
+            f"{reading - started:.1f} s; {stats.published}/{windows} {window} windows published "
+            f"{done - started:.1f} s after start; late {stats.late}, invalid {stats.invalid}"
         )
     finally:
         admin = AdminClient(admin_config(settings))

@@ -25,7 +25,10 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from operator import methodcaller
 from typing import Any
+
+import numpy as np
 
 from monitor.counters import MonitorStats
 from monitor.judge import warm_up
@@ -35,14 +38,16 @@ from monitor.reference import ChampionReference, ReferenceSource
 from monitor.settings import MonitorSettings
 from monitor.windows import (
     ClosedWindow,
+    LabelRun,
     PairedWatermark,
     Source,
     Watermark,
-    WindowEvent,
     make_windower,
+    micros,
 )
 from personas.checkpoint import Checkpoint
 from personas.errors import Stopping
+from personas.label_fast import LabelStruct, decode_label, decode_labels, from_model
 from personas.metrics_endpoint import MetricsEndpoint, serve_metrics
 from personas.schemas import DriftReport, PersonaLabel
 from personas.settings import Settings
@@ -52,17 +57,25 @@ __all__ = ["MonitorService", "MonitorStats", "WindowProcessor", "run"]
 log = logging.getLogger(__name__)
 
 
-def _label_event(value: bytes) -> WindowEvent:
-    label = PersonaLabel.model_validate_json(value)
-    return WindowEvent(label.event_id, label.submitted_at, label.features(), label.model_version)
+_value = methodcaller("value")
+_partition = methodcaller("partition")
+_offset = methodcaller("offset")
+_error = methodcaller("error")
+_topic = methodcaller("topic")
+
+
+def _crosses_a_thousand(before: int, after: int) -> bool:
+    """Whether a counter going from ``before`` to ``after`` passed its first or a 1000th value
+    (the cadence of the late and future warnings)."""
+    return after > before and (before == 0 or before // 1000 != after // 1000)
 
 
 class MonitorService:
     """One monitor instance's consumer loop, one method per step, its state as attributes.
 
     :meth:`run` = :meth:`start`, then :meth:`step` until ``stop`` is set, then :meth:`shutdown`.
-    A step polls the consumer (:meth:`poll`), routes each message to the labels' or responses'
-    side (:meth:`route`), closes the windows the watermark has passed and hands each to the judge
+    A step polls the consumer (:meth:`poll`), routes the batch (:meth:`route_all`: each run of
+    consecutive labels together, in columns, anything else one message at a time), closes the windows the watermark has passed and hands each to the judge
     thread (:meth:`close_windows`, :meth:`judge`: judging and delivery are
     :class:`WindowProcessor`'s), takes back the windows the judge thread finished
     (:meth:`collect`) and commits the offsets the checkpoint allows once a commit is due
@@ -190,8 +203,7 @@ class MonitorService:
         self.executor.submit(warm_up, ms)
 
     def step(self) -> None:
-        for msg in self.poll():
-            self.route(msg)
+        self.route_all(self.poll())
         self.close_windows()
         self.collect()
         if self.checkpoint.due():
@@ -223,6 +235,27 @@ class MonitorService:
         messages: list[Any] = self.consumer.consume(num_messages=1000, timeout=0.2)
         return messages
 
+    def route_all(self, messages: list[Any]) -> None:
+        """A consume batch, in order: each run of consecutive labels goes to :meth:`labels` in
+        one piece (the per-label cost is what bounds the monitor's rate), every other message
+        (a partition's EOF, an error, a response) to :meth:`route` between the runs."""
+        topic = self.labels_topic
+        if not any(map(_error, messages)) and all(map(topic.__eq__, map(_topic, messages))):
+            if messages:  # the usual batch, checked in C loops: every message a label
+                self.labels(messages)
+            return
+        run: list[Any] = []
+        for msg in messages:
+            if msg.error() is None and msg.topic() == topic:
+                run.append(msg)
+                continue
+            if run:
+                self.labels(run)
+                run = []
+            self.route(msg)
+        if run:
+            self.labels(run)
+
     def route(self, msg: Any) -> None:
         """One message: a partition's EOF, a consumer error, a label or a survey response."""
         source: Source = (str(msg.topic()), int(msg.partition()))
@@ -233,12 +266,53 @@ class MonitorService:
             elif (clock := self._clock(source)) is not None:
                 clock.eof(source)
             return
+        if source[0] == self.labels_topic:
+            self.labels([msg])
+            return
         offset = int(msg.offset())
         self.checkpoint.processed(source, offset)
-        if source[0] == self.labels_topic:
-            self._label(msg, source, offset)
+        self._response(msg, source, offset)
+
+    def labels(self, messages: list[Any]) -> None:
+        """Consecutive label messages: decode (msgspec, pydantic for what it refuses), set the
+        future ones aside, move the clocks, add the rest to their windows."""
+        topic, n = self.labels_topic, len(messages)
+        partitions = np.fromiter(map(_partition, messages), dtype=np.int64, count=n)
+        offsets = np.fromiter(map(_offset, messages), dtype=np.int64, count=n)
+        parts = np.unique(partitions).tolist()
+        for p in parts:
+            self.checkpoint.processed((topic, p), int(offsets[partitions == p].max()))
+        values = list(map(_value, messages))
+        decoded = decode_labels(values)
+        if decoded is None:
+            labels, times, kept = self._decode_each(values, partitions, offsets)
+            partitions, offsets = partitions[kept], offsets[kept]
         else:
-            self._response(msg, source, offset)
+            labels, times = decoded
+        if not labels:
+            return
+        run = LabelRun(labels, times, partitions, offsets, topic)
+        latest = micros([datetime.now(UTC) + self.future_margin])[0]
+        if (run.us > latest).any():
+            self._future(run, np.flatnonzero(run.us > latest))
+            run = run.take(np.flatnonzero(run.us <= latest))
+            if not len(run):
+                return
+        self.stats.labels += len(run)
+        us, times = run.us, run.times
+        if len(parts) == 1:  # the usual run: one partition's messages
+            self.label_clock.observe((topic, parts[0]), times[int(np.argmax(us))])
+        else:
+            for p in np.unique(run.partitions).tolist():
+                positions = np.flatnonzero(run.partitions == p)
+                newest_there = positions[int(np.argmax(us[positions]))]
+                self.label_clock.observe((topic, p), times[int(newest_there)])
+        newest = times[int(np.argmax(us))]
+        if self.newest_event is None or newest > self.newest_event:
+            self.newest_event = newest
+        late = self.windower.add_labels(run)
+        if len(late):
+            self._late(run, late)
 
     def close_windows(self) -> None:
         """Every window the watermark has passed goes to the judge thread, in order."""
@@ -271,31 +345,53 @@ class MonitorService:
     def _clock(self, source: Source) -> Watermark | None:
         return self.label_clock if source[0] == self.labels_topic else self.response_clock
 
-    def _label(self, msg: Any, source: Source, offset: int) -> None:
+    def _decode_each(
+        self, values: list[bytes | None], partitions: np.ndarray, offsets: np.ndarray
+    ) -> tuple[list[LabelStruct], list[datetime], list[int]]:
+        """A run with a label the fast path refused, label by label: pydantic decides those
+        (accepted in another spelling, or counted and said invalid)."""
+        labels: list[LabelStruct] = []
+        times: list[datetime] = []
+        kept: list[int] = []
+        for i, value in enumerate(values):
+            fast = decode_label(value)
+            if fast is None:
+                try:
+                    model = PersonaLabel.model_validate_json(value or b"")
+                except ValueError as exc:
+                    self.stats.invalid += 1
+                    source = (self.labels_topic, int(partitions[i]))
+                    log.warning("skipping invalid label at %s@%d: %s", source, offsets[i], exc)
+                    continue
+                fast = from_model(model), model.submitted_at
+            labels.append(fast[0])
+            times.append(fast[1])
+            kept.append(i)
+        return labels, times, kept
+
+    def _late(self, run: LabelRun, late: np.ndarray) -> None:
         stats = self.stats
-        try:
-            event = _label_event(msg.value() or b"")
-        except ValueError as exc:
-            stats.invalid += 1
-            log.warning("skipping invalid label at %s@%d: %s", source, offset, exc)
-            return
-        if self._from_the_future(event.submitted_at, source, offset):
-            return
-        stats.labels += 1
-        if self.newest_event is None or event.submitted_at > self.newest_event:
-            self.newest_event = event.submitted_at
-        self.label_clock.observe(source, event.submitted_at)
-        if not self.windower.add_label(event, source, offset):
-            stats.late += 1
-            if stats.late == 1 or stats.late % 1000 == 0:
-                log.warning(
-                    "an event dated %s at %s@%d arrived after its window was reported: not judged,"
-                    " counted in the next report (info:late_events); %d so far",
-                    event.submitted_at.isoformat(),
-                    source,
-                    offset,
-                    stats.late,
-                )
+        before = stats.late
+        stats.late += len(late)
+        if _crosses_a_thousand(before, stats.late):
+            first = int(late[0])
+            log.warning(
+                "an event dated %s at %s@%d arrived after its window was reported: not judged,"
+                " counted in the next report (info:late_events); %d so far",
+                run.times[first].isoformat(),
+                run.source(first),
+                run.offsets[first],
+                stats.late,
+            )
+
+    def _future(self, run: LabelRun, future: np.ndarray) -> None:
+        """Labels dated beyond the wall clock + margin: counted, said, never observed."""
+        stats = self.stats
+        before = stats.future
+        stats.future += len(future)
+        if _crosses_a_thousand(before, stats.future):
+            first = int(future[0])
+            self._say_future(run.times[first], run.source(first), int(run.offsets[first]))
 
     def _response(self, msg: Any, source: Source, offset: int) -> None:
         self.stats.responses += 1
@@ -314,17 +410,20 @@ class MonitorService:
             return False
         stats = self.stats
         stats.future += 1
-        if stats.future == 1 or stats.future % 1000 == 0:
-            log.warning(
-                "ignoring an event dated %s at %s@%d: beyond the clock + %s "
-                "(PERSONA_MONITOR_FUTURE_MARGIN_S); %d so far",
-                at.isoformat(),
-                source,
-                offset,
-                self.future_margin,
-                stats.future,
-            )
+        if _crosses_a_thousand(stats.future - 1, stats.future):
+            self._say_future(at, source, offset)
         return True
+
+    def _say_future(self, at: datetime, source: Source, offset: int) -> None:
+        log.warning(
+            "ignoring an event dated %s at %s@%d: beyond the clock + %s "
+            "(PERSONA_MONITOR_FUTURE_MARGIN_S); %d so far",
+            at.isoformat(),
+            source,
+            offset,
+            self.future_margin,
+            self.stats.future,
+        )
 
     # ------------------------------------------------------------------ consumer callbacks
 

@@ -27,15 +27,20 @@ import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property, partial
+from itertools import repeat
+from operator import floordiv, methodcaller, sub
 from uuid import UUID
 
 import numpy as np
 
 from personas.checkpoint import LowestOffsets, Source
+from personas.label_fast import LabelStruct, features_of
 
 __all__ = [
     "ClosedWindow",
     "CountWindower",
+    "LabelRun",
     "PairedWatermark",
     "Source",
     "TimeWindower",
@@ -72,6 +77,25 @@ def _hash(event_id: UUID) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.bytes, digest_size=8).digest(), "big")
 
 
+_ONE_US = timedelta(microseconds=1)
+_blake8 = partial(hashlib.blake2b, digest_size=8)
+_digest = methodcaller("digest")
+_unhyphen = methodcaller("replace", "-", "")
+
+
+def micros(times: list[datetime]) -> np.ndarray:
+    """``_us`` of every time, exactly (timedelta // 1 µs, in C loops; a float timestamp would
+    round the microseconds wrong from about 2040 on)."""
+    deltas = map(sub, times, repeat(_EPOCH))
+    return np.fromiter(map(floordiv, deltas, repeat(_ONE_US)), dtype=np.int64, count=len(times))
+
+
+def hashes(event_ids: list[str]) -> np.ndarray:
+    """``_hash`` of every canonical UUID text, as uint64 (C loops, one ``join``)."""
+    raw = b"".join(map(_digest, map(_blake8, map(bytes.fromhex, map(_unhyphen, event_ids)))))
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64)
+
+
 @dataclass(frozen=True)
 class WindowEvent:
     """What the monitor keeps of one PersonaLabel."""
@@ -104,6 +128,66 @@ class ClosedWindow:
         return int(self.features.shape[0])
 
 
+@dataclass(frozen=True)
+class LabelRun:
+    """Consecutive labels of one consume batch, as columns: what ``add_labels`` takes (the
+    monitor's fast path; index ``i`` of every field is one label, in arrival order)."""
+
+    labels: list[LabelStruct]
+    times: list[datetime]  # submitted_at
+    partitions: np.ndarray  # int64
+    offsets: np.ndarray  # int64
+    topic: str
+
+    @cached_property
+    def us(self) -> np.ndarray:
+        return micros(self.times)
+
+    @cached_property
+    def hashes(self) -> np.ndarray:
+        return hashes([label.event_id for label in self.labels])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def event(self, i: int) -> WindowEvent:
+        label = self.labels[i]
+        return WindowEvent(
+            UUID(label.event_id), self.times[i], features_of(label), label.model_version
+        )
+
+    def kept(self, i: int, digest: int) -> _Kept:
+        """What a sample keeps of label ``i`` (``digest``: its hash)."""
+        label = self.labels[i]
+        event_id = int(label.event_id.replace("-", ""), 16)
+        return (-digest, event_id, self.times[i], features_of(label), label.model_version)
+
+    def source(self, i: int) -> Source:
+        return (self.topic, int(self.partitions[i]))
+
+    def take(self, positions: np.ndarray) -> LabelRun:
+        """The labels at ``positions`` (in that order), as a run of their own."""
+        labels, times = self.labels, self.times
+        return LabelRun(
+            [labels[i] for i in positions],
+            [times[i] for i in positions],
+            self.partitions[positions],
+            self.offsets[positions],
+            self.topic,
+        )
+
+    def lowest_offsets(self, positions: np.ndarray) -> dict[Source, int]:
+        """The smallest offset per partition among the labels at ``positions``."""
+        parts, offsets = self.partitions[positions], self.offsets[positions]
+        return {(self.topic, int(p)): int(offsets[parts == p].min()) for p in np.unique(parts)}
+
+
+#: What a sample keeps of an event: (-hash, event id as an int, submitted_at, features, model
+#: version). A heap of these is ordered by hash, ties by id; the UUID and the WindowEvent are
+#: built only for the kept ones, when the window closes.
+_Kept = tuple[int, int, datetime, tuple[float, ...], int]
+
+
 class _BottomK:
     """The k events with the smallest hash of event_id (order-independent sample)."""
 
@@ -111,27 +195,56 @@ class _BottomK:
         self.k = k
         self.count = 0
         self.duplicates = 0
-        self._heap: list[tuple[int, int, WindowEvent]] = []  # (-hash, tiebreak, event)
-        self._kept: set[UUID] = set()
+        self._heap: list[_Kept] = []
+        self._kept: set[int] = set()  # ids in the heap
 
     def add(self, event: WindowEvent) -> None:
         """Add an event; a re-delivered event that is in the sample is ignored."""
-        if event.event_id in self._kept:
+        self._add(
+            (
+                -_hash(event.event_id),
+                event.event_id.int,
+                event.submitted_at,
+                event.features,
+                event.model_version,
+            )
+        )
+
+    def add_run(self, run: LabelRun, positions: np.ndarray) -> None:
+        """``add`` each label at ``positions`` in order, with the same outcome: once the sample is
+        full, a label whose hash is above the largest kept one can neither be kept nor be a
+        re-delivery of a kept one (same id, same hash), so those are only counted, in one step."""
+        digests = run.hashes[positions]
+        n, i = len(positions), 0
+        while i < n and len(self._heap) < self.k:
+            self._add(run.kept(int(positions[i]), int(digests[i])))
+            i += 1
+        if i == n:
+            return
+        rest, digests = positions[i:], digests[i:]
+        candidates = np.flatnonzero(digests <= np.uint64(-self._heap[0][0]))
+        self.count += len(rest) - len(candidates)
+        for j in candidates.tolist():
+            self._add(run.kept(int(rest[j]), int(digests[j])))
+
+    def _add(self, item: _Kept) -> None:
+        kept = self._kept
+        if item[1] in kept:
             self.duplicates += 1
             return
         self.count += 1
-        h = _hash(event.event_id)
-        item = (-h, event.event_id.int, event)
-        if len(self._heap) < self.k:
-            heapq.heappush(self._heap, item)
-            self._kept.add(event.event_id)
-        elif item[:2] > self._heap[0][:2]:  # smaller hash than the largest kept
-            dropped = heapq.heapreplace(self._heap, item)
-            self._kept.discard(dropped[2].event_id)
-            self._kept.add(event.event_id)
+        heap = self._heap
+        if len(heap) < self.k:
+            heapq.heappush(heap, item)
+            kept.add(item[1])
+        elif item[:2] > heap[0][:2]:  # smaller hash than the largest kept
+            dropped = heapq.heapreplace(heap, item)
+            kept.discard(dropped[1])
+            kept.add(item[1])
 
     def events(self) -> list[WindowEvent]:
-        return sorted((item[2] for item in self._heap), key=lambda e: (e.submitted_at, e.event_id))
+        kept = sorted(self._heap, key=lambda item: (item[2], item[1]))
+        return [WindowEvent(UUID(int=item[1]), item[2], item[3], item[4]) for item in kept]
 
 
 def _arrays(events: list[WindowEvent], d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -305,6 +418,34 @@ class TimeWindower:
         window.hold(source, offset)
         return True
 
+    def add_labels(self, run: LabelRun) -> np.ndarray:
+        """``add_label`` for every label of a run, window by window; the positions of the late
+        ones (counted as late, not added)."""
+        index = (run.us - self.origin_us) // self.size_us
+        if self._closed_until_us is None:
+            late = np.zeros(len(run), dtype=bool)
+        else:
+            late = self.origin_us + (index + 1) * self.size_us <= self._closed_until_us
+        late_positions = np.flatnonzero(late)
+        if len(late_positions):
+            self.late_events += len(late_positions)
+            self._late_since_close += len(late_positions)
+            oldest = late_positions[int(np.argmin(run.us[late_positions]))]
+            self._late_oldest = _older(self._late_oldest, run.times[int(oldest)])
+        on_time = np.flatnonzero(~late)
+        if len(on_time) == 0:
+            return late_positions
+        indexes = index[on_time]
+        if indexes[0] == indexes[-1] and (indexes == indexes[0]).all():  # the usual case
+            groups = [(int(indexes[0]), on_time)]
+        else:
+            groups = [(int(i), on_time[indexes == i]) for i in np.unique(indexes)]
+        for i, positions in groups:
+            window = self._window(i)
+            window.sample.add_run(run, positions)
+            window.offsets.add_all(run.lowest_offsets(positions))
+        return late_positions
+
     def add_response(
         self, submitted_at: datetime, source: Source | None = None, offset: int | None = None
     ) -> bool:
@@ -417,6 +558,15 @@ class CountWindower:
             return False
         self._pending.append(item)
         return True
+
+    def add_labels(self, run: LabelRun) -> np.ndarray:
+        """``add_label`` for every label of a run; the positions of the late ones."""
+        late = [
+            i
+            for i in range(len(run))
+            if not self.add_label(run.event(i), run.source(i), int(run.offsets[i]))
+        ]
+        return np.array(late, dtype=np.int64)
 
     def add_response(
         self, submitted_at: datetime, source: Source | None = None, offset: int | None = None

@@ -110,6 +110,10 @@ def label(at: datetime, offset: int, partition: int = 0) -> FakeMessage:
 
 @pytest.fixture
 def service() -> MonitorService:
+    return _service()
+
+
+def _service() -> MonitorService:
     settings = Settings(_env_file=None)
     settings = settings.model_copy(
         update={"topics": settings.topics.model_copy(update={"labels": "labels"})}
@@ -194,3 +198,45 @@ def test_step_polls_routes_closes_collects_and_commits_when_due(service: Monitor
     executor.submitted[0][1].set_result(None)
     service.step()
     assert service.consumer.commits[-1] == {("labels", 0): 1}
+
+
+def test_a_batch_is_routed_as_its_messages_one_by_one() -> None:
+    """route_all (runs of labels in columns) = route per message, whatever the batch mixes."""
+    respelled = label(T0 + timedelta(hours=3), offset=4)
+    document = (respelled.payload or b"").decode()
+    event_id = document.split('"event_id":"')[1][:36]
+    respelled.payload = document.replace(event_id, event_id.upper()).encode()  # pydantic's
+    batch = [
+        label(T0, offset=0),
+        FakeMessage("labels", 0, 1, b"not json"),
+        label(T0 + timedelta(hours=1), offset=0, partition=1),
+        label(T0 + timedelta(hours=2), offset=2),
+        FakeMessage("labels", 1, 1, error_code=EOF_CODE),
+        label(datetime.now(UTC) + timedelta(days=30), offset=3),  # beyond the clock
+        respelled,
+        FakeMessage("labels", 0, 5, None),  # no value
+        label(T0 + timedelta(days=8), offset=6),
+        label(T0 + timedelta(days=9), offset=1, partition=1),
+    ]
+    whole, single = _service(), _service()
+    whole.route_all(batch)
+    for msg in batch:
+        single.route(msg)
+    for svc in (whole, single):
+        svc.label_clock.assign([("labels", 0), ("labels", 1)])
+        svc.close_windows()
+    assert whole.stats == single.stats
+    assert (whole.stats.labels, whole.stats.invalid, whole.stats.future) == (6, 2, 1)
+    assert (
+        whole.checkpoint.position(("labels", 0)) == single.checkpoint.position(("labels", 0)) == 7
+    )
+    assert whole.label_clock._newest == single.label_clock._newest
+    assert whole.newest_event == single.newest_event == T0 + timedelta(days=9)
+    got = [window for window, _ in whole.executor.submitted]  # type: ignore[attr-defined]
+    want = [window for window, _ in single.executor.submitted]  # type: ignore[attr-defined]
+    assert len(got) == 1 and got[0].event_count == 4
+    assert [(w.window_id, w.event_count, w.offsets) for w in got] == [
+        (w.window_id, w.event_count, w.offsets) for w in want
+    ]
+    assert (got[0].features == want[0].features).all()
+    assert whole.windower.held_offsets() == single.windower.held_offsets()

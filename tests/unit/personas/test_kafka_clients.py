@@ -349,3 +349,12 @@ def test_a_displayed_dsn_never_reads_the_password_file(tmp_path: Path) -> None:
     assert settings.pg_dsn(with_password=False).startswith("postgresql://persona@")
     with pytest.raises(ConfigError, match="PERSONA_PG_PASSWORD_FILE"):
         settings.pg_dsn()
+
+
+def test_consumers_refetch_soon_after_a_full_queue_unless_the_user_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """librdkafka's 1 s default starves a consumer above 100k messages/s (docs/facts.md)."""
+    assert consumer_config(Settings(_env_file=None), "g")["fetch.queue.backoff.ms"] == 100
+    monkeypatch.setenv("PERSONA_KAFKA_CLIENT_PROPERTIES", '{"fetch.queue.backoff.ms": "500"}')
+    assert consumer_config(Settings(_env_file=None), "g")["fetch.queue.backoff.ms"] == "500"
