@@ -2,8 +2,8 @@
 valid case.
 
 The same bargain as personas/survey_fast.py, for the other side of the stream: pydantic validates
-a label in ~11 µs, which alone held the monitor near 30k labels/s;
-msgspec decodes one in ~2.8 µs (docs/benchmarks/monitor.md). ``PersonaLabel`` stays the contract — what ``docs/schemas/``
+a label in ~11 µs, which alone held the monitor near 30k labels/s; msgspec decodes one in ~2.8 µs
+(docs/benchmarks/monitor.md). ``PersonaLabel`` stays the contract — what ``docs/schemas/``
 exports and what decides (and explains) every label this mirror refuses. The mirror is
 **narrower**: whatever it accepts, ``PersonaLabel`` accepts with the same values; what it refuses
 goes to pydantic, which accepts it (a valid label in another spelling) or says why not:
