@@ -25,7 +25,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,7 @@ from monitor.windows import (
     PairedWatermark,
     Source,
     Watermark,
+    from_us,
     make_windower,
     micros,
 )
@@ -62,6 +63,8 @@ _partition = methodcaller("partition")
 _offset = methodcaller("offset")
 _error = methodcaller("error")
 _topic = methodcaller("topic")
+_timestamp = methodcaller("timestamp")
+_created_ms = itemgetter(1)  # of (timestamp type, milliseconds); -1 when there is none
 
 
 def _crosses_a_thousand(before: int, after: int) -> bool:
@@ -240,21 +243,38 @@ class MonitorService:
         one piece (the per-label cost is what bounds the monitor's rate), every other message
         (a partition's EOF, an error, a response) to :meth:`route` between the runs."""
         topic = self.labels_topic
-        if not any(map(_error, messages)) and all(map(topic.__eq__, map(_topic, messages))):
-            if messages:  # the usual batch, checked in C loops: every message a label
-                self.labels(messages)
+        if not messages:
             return
+        if not any(map(_error, messages)):  # checked in C loops: the usual batch is one run
+            if all(map(topic.__eq__, map(_topic, messages))):
+                self.labels(messages)
+                return
+            if topic not in map(_topic, messages):
+                self.responses(messages)
+                return
         run: list[Any] = []
+        is_label = True
         for msg in messages:
-            if msg.error() is None and msg.topic() == topic:
+            if msg.error() is None:
+                label = msg.topic() == topic
+                if label is not is_label and run:
+                    self._run(run, labels=is_label)
+                    run = []
+                is_label = label
                 run.append(msg)
                 continue
             if run:
-                self.labels(run)
+                self._run(run, labels=is_label)
                 run = []
             self.route(msg)
         if run:
-            self.labels(run)
+            self._run(run, labels=is_label)
+
+    def _run(self, messages: list[Any], *, labels: bool) -> None:
+        if labels:
+            self.labels(messages)
+        else:
+            self.responses(messages)
 
     def route(self, msg: Any) -> None:
         """One message: a partition's EOF, a consumer error, a label or a survey response."""
@@ -266,22 +286,13 @@ class MonitorService:
             elif (clock := self._clock(source)) is not None:
                 clock.eof(source)
             return
-        if source[0] == self.labels_topic:
-            self.labels([msg])
-            return
-        offset = int(msg.offset())
-        self.checkpoint.processed(source, offset)
-        self._response(msg, source, offset)
+        self._run([msg], labels=source[0] == self.labels_topic)
 
     def labels(self, messages: list[Any]) -> None:
         """Consecutive label messages: decode (msgspec, pydantic for what it refuses), set the
         future ones aside, move the clocks, add the rest to their windows."""
-        topic, n = self.labels_topic, len(messages)
-        partitions = np.fromiter(map(_partition, messages), dtype=np.int64, count=n)
-        offsets = np.fromiter(map(_offset, messages), dtype=np.int64, count=n)
-        parts = np.unique(partitions).tolist()
-        for p in parts:
-            self.checkpoint.processed((topic, p), int(offsets[partitions == p].max()))
+        topic = self.labels_topic
+        partitions, offsets, parts = self._processed(topic, messages)
         values = list(map(_value, messages))
         decoded = decode_labels(values)
         if decoded is None:
@@ -345,6 +356,49 @@ class MonitorService:
     def _clock(self, source: Source) -> Watermark | None:
         return self.label_clock if source[0] == self.labels_topic else self.response_clock
 
+    def responses(self, messages: list[Any]) -> None:
+        """Consecutive survey responses, by their Kafka timestamps: set the future ones aside,
+        move the responses' clock, count the rest in their windows (the labelled share)."""
+        topic = str(messages[0].topic())
+        partitions, offsets, _ = self._processed(topic, messages)
+        self.stats.responses += len(messages)
+        if self.response_clock is None:
+            return
+        stamps = np.fromiter(
+            map(_created_ms, map(_timestamp, messages)), dtype=np.int64, count=len(messages)
+        )
+        us = stamps * 1000
+        latest = micros([datetime.now(UTC) + self.future_margin])[0]
+        future = np.flatnonzero((stamps >= 0) & (us > latest))
+        if len(future):
+            before = self.stats.future
+            self.stats.future += len(future)
+            if _crosses_a_thousand(before, self.stats.future):
+                first = int(future[0])
+                at = from_us(int(us[first]))
+                self._say_future(at, (topic, int(partitions[first])), int(offsets[first]))
+        keep = (stamps >= 0) & (us <= latest)
+        if not keep.all():
+            us, partitions, offsets = us[keep], partitions[keep], offsets[keep]
+            if not len(us):
+                return
+        for p in np.unique(partitions).tolist():
+            self.response_clock.observe((topic, p), from_us(int(us[partitions == p].max())))
+        self.windower.add_responses(us, partitions, offsets, topic)
+
+    def _processed(
+        self, topic: str, messages: list[Any]
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """A run's partitions and offsets (arrays), its distinct partitions; each partition's
+        newest offset is marked processed in the checkpoint."""
+        n = len(messages)
+        partitions = np.fromiter(map(_partition, messages), dtype=np.int64, count=n)
+        offsets = np.fromiter(map(_offset, messages), dtype=np.int64, count=n)
+        parts: list[int] = np.unique(partitions).tolist()
+        for p in parts:
+            self.checkpoint.processed((topic, p), int(offsets[partitions == p].max()))
+        return partitions, offsets, parts
+
     def _decode_each(
         self, values: list[bytes | None], partitions: np.ndarray, offsets: np.ndarray
     ) -> tuple[list[LabelStruct], list[datetime], list[int]]:
@@ -392,27 +446,6 @@ class MonitorService:
         if _crosses_a_thousand(before, stats.future):
             first = int(future[0])
             self._say_future(run.times[first], run.source(first), int(run.offsets[first]))
-
-    def _response(self, msg: Any, source: Source, offset: int) -> None:
-        self.stats.responses += 1
-        _, ts = msg.timestamp()
-        if ts < 0 or self.response_clock is None:
-            return
-        submitted_at = datetime.fromtimestamp(ts / 1000, UTC)
-        if self._from_the_future(submitted_at, source, offset):
-            return
-        self.response_clock.observe(source, submitted_at)
-        self.windower.add_response(submitted_at, source, offset)
-
-    def _from_the_future(self, at: datetime, source: Source, offset: int) -> bool:
-        """An event dated beyond the wall clock + margin: counted, said, never observed."""
-        if at <= datetime.now(UTC) + self.future_margin:
-            return False
-        stats = self.stats
-        stats.future += 1
-        if _crosses_a_thousand(stats.future - 1, stats.future):
-            self._say_future(at, source, offset)
-        return True
 
     def _say_future(self, at: datetime, source: Source, offset: int) -> None:
         log.warning(

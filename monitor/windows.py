@@ -47,7 +47,9 @@ __all__ = [
     "Watermark",
     "WindowEvent",
     "Windower",
+    "from_us",
     "make_windower",
+    "micros",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -59,7 +61,7 @@ def _us(t: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _from_us(us: int) -> datetime:
+def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
@@ -178,8 +180,22 @@ class LabelRun:
 
     def lowest_offsets(self, positions: np.ndarray) -> dict[Source, int]:
         """The smallest offset per partition among the labels at ``positions``."""
-        parts, offsets = self.partitions[positions], self.offsets[positions]
-        return {(self.topic, int(p)): int(offsets[parts == p].min()) for p in np.unique(parts)}
+        return lowest_offsets(self.topic, self.partitions[positions], self.offsets[positions])
+
+
+def lowest_offsets(topic: str, partitions: np.ndarray, offsets: np.ndarray) -> dict[Source, int]:
+    """The smallest offset per partition of a run's messages (``partitions[i]``, ``offsets[i]``)."""
+    return {(topic, int(p)): int(offsets[partitions == p].min()) for p in np.unique(partitions)}
+
+
+def _by_window(index: np.ndarray, positions: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``positions`` grouped by their window ``index``, in window order."""
+    if len(positions) == 0:
+        return []
+    indexes = index[positions]
+    if indexes[0] == indexes[-1] and (indexes == indexes[0]).all():  # the usual case
+        return [(int(indexes[0]), positions)]
+    return [(int(i), positions[indexes == i]) for i in np.unique(indexes)]
 
 
 #: What a sample keeps of an event: (-hash, event id as an int, submitted_at, features, model
@@ -421,30 +437,39 @@ class TimeWindower:
     def add_labels(self, run: LabelRun) -> np.ndarray:
         """``add_label`` for every label of a run, window by window; the positions of the late
         ones (counted as late, not added)."""
-        index = (run.us - self.origin_us) // self.size_us
-        if self._closed_until_us is None:
-            late = np.zeros(len(run), dtype=bool)
-        else:
-            late = self.origin_us + (index + 1) * self.size_us <= self._closed_until_us
+        index, late = self._indexes(run.us)
         late_positions = np.flatnonzero(late)
         if len(late_positions):
             self.late_events += len(late_positions)
             self._late_since_close += len(late_positions)
             oldest = late_positions[int(np.argmin(run.us[late_positions]))]
             self._late_oldest = _older(self._late_oldest, run.times[int(oldest)])
-        on_time = np.flatnonzero(~late)
-        if len(on_time) == 0:
-            return late_positions
-        indexes = index[on_time]
-        if indexes[0] == indexes[-1] and (indexes == indexes[0]).all():  # the usual case
-            groups = [(int(indexes[0]), on_time)]
-        else:
-            groups = [(int(i), on_time[indexes == i]) for i in np.unique(indexes)]
-        for i, positions in groups:
+        for i, positions in _by_window(index, np.flatnonzero(~late)):
             window = self._window(i)
             window.sample.add_run(run, positions)
             window.offsets.add_all(run.lowest_offsets(positions))
         return late_positions
+
+    def add_responses(
+        self, us: np.ndarray, partitions: np.ndarray, offsets: np.ndarray, topic: str
+    ) -> int:
+        """``add_response`` for a run of responses (``us``: their times, exact microseconds);
+        how many were late."""
+        index, late = self._indexes(us)
+        for i, positions in _by_window(index, np.flatnonzero(~late)):
+            window = self._window(i)
+            window.responses += len(positions)
+            window.offsets.add_all(lowest_offsets(topic, partitions[positions], offsets[positions]))
+        n_late = int(late.sum())
+        self.late_responses += n_late
+        return n_late
+
+    def _indexes(self, us: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The window index of each time and whether that window has already closed."""
+        index = (us - self.origin_us) // self.size_us
+        if self._closed_until_us is None:
+            return index, np.zeros(len(us), dtype=bool)
+        return index, self.origin_us + (index + 1) * self.size_us <= self._closed_until_us
 
     def add_response(
         self, submitted_at: datetime, source: Source | None = None, offset: int | None = None
@@ -473,13 +498,13 @@ class TimeWindower:
             if end_us > wm:
                 break
             del self._open[index]
-            start = _from_us(window.start_us)
+            start = from_us(window.start_us)
             features, versions = _arrays(window.sample.events(), self.n_features)
             closed.append(
                 ClosedWindow(
                     window_id=f"{self.label}-{_stamp(start)}",
                     start=start,
-                    end=_from_us(end_us),
+                    end=from_us(end_us),
                     event_count=window.sample.count,
                     features=features,
                     model_versions=versions,
@@ -567,6 +592,13 @@ class CountWindower:
             if not self.add_label(run.event(i), run.source(i), int(run.offsets[i]))
         ]
         return np.array(late, dtype=np.int64)
+
+    def add_responses(
+        self, us: np.ndarray, partitions: np.ndarray, offsets: np.ndarray, topic: str
+    ) -> int:
+        """Count windows have no fixed time range: responses are only counted overall."""
+        self.responses += len(us)
+        return 0
 
     def add_response(
         self, submitted_at: datetime, source: Source | None = None, offset: int | None = None

@@ -143,3 +143,50 @@ def test_a_run_event_is_the_label() -> None:
     assert run.source(0) == ("labels", 1) and run.lowest_offsets(np.array([0])) == {
         ("labels", 1): 7
     }
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.lists(st.tuples(moments, st.sampled_from([0, 1])), min_size=1, max_size=20),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    cut=st.integers(0, 5),
+)
+def test_a_run_of_responses_is_counted_as_its_responses_one_by_one(
+    batches: list[tuple[list[tuple[int, int]], bool]], cut: int
+) -> None:
+    columnar = TimeWindower(timedelta(days=1), origin=ORIGIN, max_events=5, label="1d")
+    single = TimeWindower(timedelta(days=1), origin=ORIGIN, max_events=5, label="1d")
+    offsets = {0: 0, 1: 0}
+    newest: datetime | None = None
+    closed_c: list[ClosedWindow] = []
+    closed_s: list[ClosedWindow] = []
+    for items, advance in batches:
+        times = [T0 + timedelta(microseconds=m) for m, _ in items]
+        parts = np.array([p for _, p in items])
+        offs = []
+        for _, p in items:
+            offs.append(offsets[p])
+            offsets[p] += 1
+        late = columnar.add_responses(micros(times), parts, np.array(offs), "responses")
+        late_one_by_one = sum(
+            not single.add_response(t, ("responses", int(p)), o)
+            for t, p, o in zip(times, parts, offs, strict=True)
+        )
+        assert late == late_one_by_one and columnar.late_responses == single.late_responses
+        assert columnar.held_offsets() == single.held_offsets()
+        newest = max([newest, *times] if newest else times)
+        if advance:
+            mark = newest - timedelta(hours=cut * 6)
+            closed_c += columnar.advance(mark)
+            closed_s += single.advance(mark)
+    closed_c += columnar.advance(T0 + timedelta(days=10))
+    closed_s += single.advance(T0 + timedelta(days=10))
+    assert [(w.window_id, w.response_count, w.offsets) for w in closed_c] == [
+        (w.window_id, w.response_count, w.offsets) for w in closed_s
+    ]

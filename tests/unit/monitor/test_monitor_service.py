@@ -113,12 +113,16 @@ def service() -> MonitorService:
     return _service()
 
 
-def _service() -> MonitorService:
+def _service(*, responses: bool = False) -> MonitorService:
     settings = Settings(_env_file=None)
     settings = settings.model_copy(
-        update={"topics": settings.topics.model_copy(update={"labels": "labels"})}
+        update={
+            "topics": settings.topics.model_copy(
+                update={"labels": "labels", "responses": "responses"}
+            )
+        }
     )
-    ms = MonitorSettings(_env_file=None, consume_responses=False, allowed_lateness="1h")
+    ms = MonitorSettings(_env_file=None, consume_responses=responses, allowed_lateness="1h")
     svc = MonitorService(settings, ms, threading.Event())
     svc.consumer = FakeConsumer()
     svc.executor = FakeExecutor()  # type: ignore[assignment]
@@ -239,4 +243,45 @@ def test_a_batch_is_routed_as_its_messages_one_by_one() -> None:
         (w.window_id, w.event_count, w.offsets) for w in want
     ]
     assert (got[0].features == want[0].features).all()
+    assert whole.windower.held_offsets() == single.windower.held_offsets()
+
+
+def response(at: datetime | None, offset: int, partition: int = 0) -> FakeMessage:
+    stamp = -1 if at is None else int(at.timestamp() * 1000)
+    return FakeMessage("responses", partition, offset, b"{}", timestamp_ms=stamp)
+
+
+def test_responses_are_counted_in_their_windows_in_runs_as_one_by_one() -> None:
+    """Runs of responses (Kafka timestamps) beside runs of labels: the labelled share's input."""
+    batch = [
+        response(T0 + timedelta(hours=1), offset=0),
+        response(T0 + timedelta(hours=2), offset=1),
+        response(None, offset=2),  # no timestamp: counted, not placed
+        label(T0 + timedelta(hours=1), offset=0),
+        response(T0 + timedelta(hours=3), offset=0, partition=1),
+        response(datetime.now(UTC) + timedelta(days=30), offset=3),  # beyond the clock
+        FakeMessage("responses", 1, 1, error_code=EOF_CODE),
+        label(T0 + timedelta(days=8), offset=1),
+        response(T0 + timedelta(days=8), offset=4),
+        response(T0 + timedelta(days=8, hours=1), offset=2, partition=1),
+    ]
+    whole, single = _service(responses=True), _service(responses=True)
+    whole.route_all(batch)
+    for msg in batch:
+        single.route(msg)
+    for svc in (whole, single):
+        svc.label_clock.assign([("labels", 0)])
+        assert svc.response_clock is not None
+        svc.response_clock.assign([("responses", 0), ("responses", 1)])
+        svc.close_windows()
+    assert whole.stats == single.stats
+    assert (whole.stats.responses, whole.stats.future, whole.stats.labels) == (7, 1, 2)
+    assert whole.checkpoint.position(("responses", 0)) == 5
+    got = [window for window, _ in whole.executor.submitted]  # type: ignore[attr-defined]
+    want = [window for window, _ in single.executor.submitted]  # type: ignore[attr-defined]
+    assert [(w.window_id, w.response_count, w.offsets) for w in got] == [
+        (w.window_id, w.response_count, w.offsets) for w in want
+    ]
+    assert got[0].response_count == 3
+    assert got[0].offsets == {("labels", 0): 0, ("responses", 0): 0, ("responses", 1): 0}
     assert whole.windower.held_offsets() == single.windower.held_offsets()
