@@ -67,6 +67,21 @@ _timestamp = methodcaller("timestamp")
 _created_ms = itemgetter(1)  # of (timestamp type, milliseconds); -1 when there is none
 
 
+def _consumer_overrides(ms: MonitorSettings) -> dict[str, Any]:
+    """The monitor's own consumer properties.
+
+    ``fetch.wait.max.ms`` 50 (librdkafka: 500): at a partition's end the broker holds each fetch
+    that long, and ``get_watermark_offsets(cached=False)`` (``_has_unread``, asked whenever the
+    watermark is about to pass a partition at its end) waits behind it: ~450 ms a call against
+    ~1.6 ms (docs/facts.md). Near the end of a replay, with some partitions done and others still
+    read, that stalled the monitor at ~2,000 labels/s for 30 s and more."""
+    return {
+        "enable.partition.eof": True,
+        "group.instance.id": ms.instance_id,
+        "fetch.wait.max.ms": 50,
+    }
+
+
 def _crosses_a_thousand(before: int, after: int) -> bool:
     """Whether a counter going from ``before`` to ``after`` passed its first or a 1000th value
     (the cadence of the late and future warnings)."""
@@ -185,13 +200,7 @@ class MonitorService:
         # Static membership (KIP-345): a restarted monitor (after a crash, a deploy) rejoins as
         # the same member and gets its partitions back at once; a dynamic member would wait for
         # the dead one's session to time out (45 s) before any window closes again.
-        self.consumer = Consumer(
-            consumer_config(
-                settings,
-                ms.group_id,
-                **{"enable.partition.eof": True, "group.instance.id": ms.instance_id},
-            )
-        )
+        self.consumer = Consumer(consumer_config(settings, ms.group_id, **_consumer_overrides(ms)))
         self.consumer.subscribe(self.topics, on_assign=self._on_assign)
         log.info(
             "monitor %s: window %s, lateness %s, topics %s, group %s (%d stored windows replayed)",

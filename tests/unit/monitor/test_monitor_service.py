@@ -285,3 +285,12 @@ def test_responses_are_counted_in_their_windows_in_runs_as_one_by_one() -> None:
     assert got[0].response_count == 3
     assert got[0].offsets == {("labels", 0): 0, ("responses", 0): 0, ("responses", 1): 0}
     assert whole.windower.held_offsets() == single.windower.held_offsets()
+
+
+def test_the_monitor_asks_for_end_offsets_without_waiting_behind_a_long_fetch() -> None:
+    """_has_unread's offset query waits behind the broker's held fetch (docs/facts.md)."""
+    from monitor.service import _consumer_overrides
+
+    overrides = _consumer_overrides(MonitorSettings(_env_file=None, instance_id="m1"))
+    assert overrides["fetch.wait.max.ms"] <= 100
+    assert overrides["enable.partition.eof"] and overrides["group.instance.id"] == "m1"
