@@ -122,16 +122,20 @@ class Sampler:
                     )
 
     def cpu_between(self, name: str, t0: float, t1: float) -> float:
-        """CPU seconds ``name`` used between t0 and t1, summed over its processes."""
+        """CPU seconds ``name`` used between t0 and t1, summed over its processes: from its last
+        sample before t0 (a process running before the window: its start-up is not counted), or
+        from 0 (a process started inside the window, sampled once or more), to its last sample
+        up to t1 (+ one period, for the final one)."""
         with self._lock:
             by_pid: dict[int, list[Sample]] = {}
             for s in self.samples.get(name, []):
                 by_pid.setdefault(s.pid, []).append(s)
         total = 0.0
         for series in by_pid.values():
-            inside = [s for s in series if t0 - self.period <= s.t <= t1 + self.period]
+            before = [s for s in series if s.t < t0]
+            inside = [s for s in series if t0 <= s.t <= t1 + self.period]
             if inside:
-                total += inside[-1].cpu_s - (inside[0].cpu_s if inside[0].t >= t0 else 0.0)
+                total += inside[-1].cpu_s - (before[-1].cpu_s if before else 0.0)
         return total
 
     def figures(self, name: str, warm_at: float, *, per_process: bool = False) -> RssFigures | None:

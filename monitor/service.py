@@ -121,9 +121,12 @@ class MonitorService:
         self.windower = make_windower(
             ms.window, origin=ms.window_origin, max_events=ms.max_window_events
         )
-        self.label_clock = Watermark(ms.lateness, has_unread=self._has_unread)
+        idle = ms.idle_timeout_s
+        self.label_clock = Watermark(ms.lateness, self._has_unread, idle_after=idle)
         self.response_clock = (
-            Watermark(ms.lateness, has_unread=self._has_unread) if ms.consume_responses else None
+            Watermark(ms.lateness, self._has_unread, idle_after=idle)
+            if ms.consume_responses
+            else None
         )
         self.watermark = PairedWatermark(self.label_clock, self.response_clock)
         self.future_margin = timedelta(seconds=ms.future_margin_s)

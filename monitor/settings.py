@@ -76,6 +76,16 @@ class MonitorSettings(BaseSettings):
             "its end."
         ),
     )
+    idle_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "Seconds a partition must stay at its end with nothing new before it stops holding "
+            "the watermark back (0: at once). A partition the monitor has caught up on while the "
+            "stream app is still writing it would otherwise let windows close before its labels "
+            "exist; the last window of a finished replay closes this much later."
+        ),
+    )
     min_events: int = Field(
         50, ge=12, description="Windows with fewer labelled events report insufficient_data."
     )

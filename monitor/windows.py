@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -272,22 +273,37 @@ def _arrays(events: list[WindowEvent], d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Watermark:
-    """min over partitions of (newest event time) − lateness; monotonic; EOF partitions excluded.
+    """min over partitions of (newest event time) − lateness; monotonic; idle partitions excluded.
 
-    An EOF partition is excluded only while it really has nothing unread: when the watermark is
-    about to move past it, ``has_unread`` (the broker's end offset against our position) is asked.
-    Without that check, a burst produced to every partition at once moved the watermark on the
-    first partition's share alone (the others still at their old EOF) and the rest of the burst
-    was dropped as late — 281 of 1,000 March events in one CI run.
+    A partition at its end (EOF) stops holding the watermark back only once it has stayed there
+    ``idle_after`` seconds (wall clock) with nothing new, and only while it really has nothing
+    unread: when the watermark is about to move past it, ``has_unread`` (the broker's end offset
+    against our position) is asked.
+
+    * Without ``has_unread``, a burst produced to every partition at once moved the watermark on
+      the first partition's share alone (the others still at their old EOF) and the rest of the
+      burst was dropped as late — 281 of 1,000 March events in one CI run.
+    * Without ``idle_after``, a monitor that keeps up with the stream app reaches the end of a
+      partition the app is still writing, far behind the others in event time (it labels a
+      backlog partition by partition): 188,814 of 10,000,000 labels (1.9 %) were late in one
+      replay (docs/benchmarks/replay_loop.md). A partition at its end within the grace period
+      holds the watermark at its newest event (an empty one holds it where it is).
     """
 
     def __init__(
-        self, lateness: timedelta, has_unread: Callable[[Source], bool] | None = None
+        self,
+        lateness: timedelta,
+        has_unread: Callable[[Source], bool] | None = None,
+        *,
+        idle_after: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lateness = lateness
         self.has_unread = has_unread
+        self.idle_after = idle_after
+        self.clock = clock
         self._newest: dict[Source, datetime] = {}
-        self._idle: set[Source] = set()
+        self._ended: dict[Source, float] = {}  # at its end since (clock), no record since
         self._assigned: set[Source] | None = None
         self._value: datetime | None = None
 
@@ -299,38 +315,49 @@ class Watermark:
         newest = self._newest.get(source)
         if newest is None or t > newest:
             self._newest[source] = t
-        self._idle.discard(source)
+        self._ended.pop(source, None)
 
     def eof(self, source: Source) -> None:
-        self._idle.add(source)
+        self._ended.setdefault(source, self.clock())
 
     def value(self) -> datetime | None:
-        candidate = self._candidate()
+        idle = self._idle()
+        candidate = self._candidate(idle)
         if candidate is None or (self._value is not None and candidate <= self._value):
             return self._value
         if self.has_unread is not None:
-            woken = [s for s in self._sources() & self._idle if self.has_unread(s)]
+            woken = [s for s in self._sources() & idle if self.has_unread(s)]
             if woken:  # data arrived there after its EOF: it holds the watermark again
-                self._idle.difference_update(woken)
+                for source in woken:
+                    del self._ended[source]
                 if any(s not in self._newest for s in woken):
                     return self._value
-                candidate = self._candidate()
+                candidate = self._candidate(idle.difference(woken))
                 if candidate is None or (self._value is not None and candidate <= self._value):
                     return self._value
         self._value = candidate
         return self._value
 
+    def _idle(self) -> set[Source]:
+        """Partitions at their end for ``idle_after`` seconds or more."""
+        if not self._ended:
+            return set()
+        now = self.clock()
+        return {s for s, since in self._ended.items() if now - since >= self.idle_after}
+
     def _sources(self) -> set[Source]:
-        sources = set(self._newest) | self._idle
+        sources = set(self._newest) | set(self._ended)
         return sources if self._assigned is None else sources & self._assigned
 
-    def _candidate(self) -> datetime | None:
-        if self._assigned is not None and self._assigned - (set(self._newest) | self._idle):
+    def _candidate(self, idle: set[Source]) -> datetime | None:
+        if self._assigned is not None and self._assigned - (set(self._newest) | set(self._ended)):
             return None
         sources = self._sources()
-        active = [self._newest[s] for s in sources if s not in self._idle and s in self._newest]
-        if active:
-            return min(active) - self.lateness
+        holding = [s for s in sources if s not in idle]
+        if any(s not in self._newest for s in holding):
+            return None  # an empty partition still in its grace period
+        if holding:
+            return min(self._newest[s] for s in holding) - self.lateness
         seen = [self._newest[s] for s in sources if s in self._newest]
         return max(seen) - self.lateness if seen else None
 
@@ -338,7 +365,7 @@ class Watermark:
         """Every assigned partition is at its end and none ever held an event: no constraint."""
         if self._assigned is None or not self._assigned:
             return False
-        return self._assigned <= self._idle and not (self._assigned & set(self._newest))
+        return self._assigned <= set(self._ended) and not (self._assigned & set(self._newest))
 
 
 class PairedWatermark:

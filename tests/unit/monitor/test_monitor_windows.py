@@ -262,3 +262,51 @@ def test_a_partition_at_eof_with_unread_data_holds_the_watermark() -> None:
     wm.eof(a)
     wm.eof(b)  # both at their end, nothing unread: the newest event decides
     assert wm.value() == T0 + timedelta(days=20) - timedelta(hours=1)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_partition_just_caught_up_holds_the_watermark_for_the_grace_period() -> None:
+    """The monitor reaches the end of a partition the stream app is still writing, hours behind
+    the others in event time: it holds the watermark until it has been idle ``idle_after`` s."""
+    clock = FakeClock()
+    wm = Watermark(timedelta(hours=1), has_unread=lambda source: False, idle_after=10, clock=clock)
+    ahead, behind = ("labels", 0), ("labels", 1)
+    wm.assign([ahead, behind])
+    wm.observe(ahead, T0 + timedelta(days=3))
+    wm.observe(behind, T0)
+    wm.eof(behind)  # caught up with the writer, for now
+    assert wm.value() == T0 - timedelta(hours=1)
+    clock.now += 9.9
+    assert wm.value() == T0 - timedelta(hours=1)  # still within the grace period
+    wm.observe(behind, T0 + timedelta(hours=5))  # the writer went on: the partition is active
+    clock.now += 60
+    assert wm.value() == T0 + timedelta(hours=4)  # never idle since its last record
+    wm.eof(behind)
+    clock.now += 10
+    assert wm.value() == T0 + timedelta(days=3) - timedelta(hours=1)  # idle now: excluded
+
+
+def test_every_partition_at_its_end_decides_only_once_all_are_idle() -> None:
+    clock = FakeClock()
+    wm = Watermark(timedelta(hours=1), idle_after=5, clock=clock)
+    a, b, empty = ("labels", 0), ("labels", 1), ("labels", 2)
+    wm.assign([a, b, empty])
+    wm.observe(a, T0 + timedelta(days=1))
+    wm.observe(b, T0)
+    wm.eof(empty)
+    assert wm.value() is None  # an empty partition in its grace period holds it where it is
+    clock.now += 5
+    assert wm.value() == T0 - timedelta(hours=1)  # the empty one is idle: min of a and b
+    wm.eof(a)
+    wm.eof(b)
+    clock.now += 4
+    assert wm.value() == T0 - timedelta(hours=1)
+    clock.now += 1
+    assert wm.value() == T0 + timedelta(days=1) - timedelta(hours=1)  # all idle: the newest

@@ -1,0 +1,28 @@
+"""infra.sampling.Sampler.cpu_between: CPU inside a window, without a service's start-up."""
+
+from __future__ import annotations
+
+from infra.sampling import Sample, Sampler
+
+
+def _sampler(**series: list[tuple[float, int, float]]) -> Sampler:
+    sampler = Sampler(pids={})
+    for name, points in series.items():
+        sampler.samples[name] = [Sample(t, pid, 100.0, cpu) for t, pid, cpu in points]
+    return sampler
+
+
+def test_a_service_started_before_the_window_counts_from_its_last_sample_before_it() -> None:
+    sampler = _sampler(worker=[(0.0, 1, 4.0), (9.5, 1, 6.0), (10.5, 1, 7.0), (20.0, 1, 12.0)])
+    assert sampler.cpu_between("worker", 10.0, 20.0) == 12.0 - 6.0  # start-up (6 s) left out
+
+
+def test_a_process_started_inside_the_window_counts_from_zero_even_sampled_once() -> None:
+    """A publish of a small file lives less than one sampling period."""
+    sampler = _sampler(publisher=[(10.4, 7, 0.8), (12.0, 8, 0.5), (13.0, 8, 1.5)])
+    assert sampler.cpu_between("publisher", 10.0, 20.0) == 0.8 + 1.5
+
+
+def test_samples_after_the_window_are_not_counted() -> None:
+    sampler = _sampler(worker=[(11.0, 1, 1.0), (20.5, 1, 2.0), (40.0, 1, 9.0)])
+    assert sampler.cpu_between("worker", 10.0, 20.0) == 2.0
