@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from operator import itemgetter, methodcaller
@@ -82,6 +83,19 @@ def _consumer_overrides(ms: MonitorSettings) -> dict[str, Any]:
     }
 
 
+def _observe_newest(
+    clock: Watermark,
+    topic: str,
+    partitions: np.ndarray,
+    us: np.ndarray,
+    at: Callable[[int], datetime],
+) -> None:
+    """Tell ``clock`` each partition's newest event of a run (``at(i)``: event i's time)."""
+    for p in np.unique(partitions).tolist():
+        positions = np.flatnonzero(partitions == p)
+        clock.observe((topic, p), at(int(positions[int(np.argmax(us[positions]))])))
+
+
 def _crosses_a_thousand(before: int, after: int) -> bool:
     """Whether a counter going from ``before`` to ``after`` passed its first or a 1000th value
     (the cadence of the late and future warnings)."""
@@ -93,8 +107,8 @@ class MonitorService:
 
     :meth:`run` = :meth:`start`, then :meth:`step` until ``stop`` is set, then :meth:`shutdown`.
     A step polls the consumer (:meth:`poll`), routes the batch (:meth:`route_all`: each run of
-    consecutive labels together, in columns, anything else one message at a time), closes the windows the watermark has passed and hands each to the judge
-    thread (:meth:`close_windows`, :meth:`judge`: judging and delivery are
+    consecutive labels or responses together, in columns, anything else one message at a time),
+    closes the windows the watermark has passed and hands each to the judge thread (:meth:`close_windows`, :meth:`judge`: judging and delivery are
     :class:`WindowProcessor`'s), takes back the windows the judge thread finished
     (:meth:`collect`) and commits the offsets the checkpoint allows once a commit is due
     (:meth:`commit`).
@@ -304,7 +318,7 @@ class MonitorService:
         """Consecutive label messages: decode (msgspec, pydantic for what it refuses), set the
         future ones aside, move the clocks, add the rest to their windows."""
         topic = self.labels_topic
-        partitions, offsets, parts = self._processed(topic, messages)
+        partitions, offsets = self._processed(topic, messages)
         values = list(map(_value, messages))
         decoded = decode_labels(values)
         if decoded is None:
@@ -317,19 +331,15 @@ class MonitorService:
         run = LabelRun(labels, times, partitions, offsets, topic)
         latest = micros([datetime.now(UTC) + self.future_margin])[0]
         if (run.us > latest).any():
-            self._future(run, np.flatnonzero(run.us > latest))
+            first = int(np.flatnonzero(run.us > latest)[0])
+            future = int((run.us > latest).sum())
+            self._future(future, run.times[first], run.source(first), int(run.offsets[first]))
             run = run.take(np.flatnonzero(run.us <= latest))
             if not len(run):
                 return
         self.stats.labels += len(run)
         us, times = run.us, run.times
-        if len(parts) == 1:  # the usual run: one partition's messages
-            self.label_clock.observe((topic, parts[0]), times[int(np.argmax(us))])
-        else:
-            for p in np.unique(run.partitions).tolist():
-                positions = np.flatnonzero(run.partitions == p)
-                newest_there = positions[int(np.argmax(us[positions]))]
-                self.label_clock.observe((topic, p), times[int(newest_there)])
+        _observe_newest(self.label_clock, topic, run.partitions, us, times.__getitem__)
         newest = times[int(np.argmax(us))]
         if self.newest_event is None or newest > self.newest_event:
             self.newest_event = newest
@@ -372,7 +382,7 @@ class MonitorService:
         """Consecutive survey responses, by their Kafka timestamps: set the future ones aside,
         move the responses' clock, count the rest in their windows (the labelled share)."""
         topic = str(messages[0].topic())
-        partitions, offsets, _ = self._processed(topic, messages)
+        partitions, offsets = self._processed(topic, messages)
         self.stats.responses += len(messages)
         if self.response_clock is None:
             return
@@ -383,33 +393,26 @@ class MonitorService:
         latest = micros([datetime.now(UTC) + self.future_margin])[0]
         future = np.flatnonzero((stamps >= 0) & (us > latest))
         if len(future):
-            before = self.stats.future
-            self.stats.future += len(future)
-            if _crosses_a_thousand(before, self.stats.future):
-                first = int(future[0])
-                at = from_us(int(us[first]))
-                self._say_future(at, (topic, int(partitions[first])), int(offsets[first]))
+            first = int(future[0])
+            source = (topic, int(partitions[first]))
+            self._future(len(future), from_us(int(us[first])), source, int(offsets[first]))
         keep = (stamps >= 0) & (us <= latest)
         if not keep.all():
             us, partitions, offsets = us[keep], partitions[keep], offsets[keep]
             if not len(us):
                 return
-        for p in np.unique(partitions).tolist():
-            self.response_clock.observe((topic, p), from_us(int(us[partitions == p].max())))
+        _observe_newest(self.response_clock, topic, partitions, us, lambda i: from_us(int(us[i])))
         self.windower.add_responses(us, partitions, offsets, topic)
 
-    def _processed(
-        self, topic: str, messages: list[Any]
-    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """A run's partitions and offsets (arrays), its distinct partitions; each partition's
-        newest offset is marked processed in the checkpoint."""
+    def _processed(self, topic: str, messages: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """A run's partitions and offsets (arrays); each partition's newest offset is marked
+        processed in the checkpoint."""
         n = len(messages)
         partitions = np.fromiter(map(_partition, messages), dtype=np.int64, count=n)
         offsets = np.fromiter(map(_offset, messages), dtype=np.int64, count=n)
-        parts: list[int] = np.unique(partitions).tolist()
-        for p in parts:
+        for p in np.unique(partitions).tolist():
             self.checkpoint.processed((topic, p), int(offsets[partitions == p].max()))
-        return partitions, offsets, parts
+        return partitions, offsets
 
     def _decode_each(
         self, values: list[bytes | None], partitions: np.ndarray, offsets: np.ndarray
@@ -450,16 +453,13 @@ class MonitorService:
                 stats.late,
             )
 
-    def _future(self, run: LabelRun, future: np.ndarray) -> None:
-        """Labels dated beyond the wall clock + margin: counted, said, never observed."""
-        stats = self.stats
-        before = stats.future
-        stats.future += len(future)
-        if _crosses_a_thousand(before, stats.future):
-            first = int(future[0])
-            self._say_future(run.times[first], run.source(first), int(run.offsets[first]))
-
-    def _say_future(self, at: datetime, source: Source, offset: int) -> None:
+    def _future(self, count: int, at: datetime, source: Source, offset: int) -> None:
+        """``count`` events dated beyond the wall clock + margin (the first: ``at``, ``source``,
+        ``offset``): counted, said, never observed."""
+        before = self.stats.future
+        self.stats.future += count
+        if not _crosses_a_thousand(before, self.stats.future):
+            return
         log.warning(
             "ignoring an event dated %s at %s@%d: beyond the clock + %s "
             "(PERSONA_MONITOR_FUTURE_MARGIN_S); %d so far",
