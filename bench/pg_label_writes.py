@@ -30,10 +30,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
 
-from stream_staircase import cpu_seconds  # noqa: E402
-
+from infra.sampling import cpu_seconds  # noqa: E402
 from personas import db  # noqa: E402
 from personas.settings import Settings  # noqa: E402
 from stream_app.labelling import LABEL_COLUMNS, LABEL_TYPES  # noqa: E402

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from stream_throughput import (  # noqa: E402
+    DEFAULT_BATCH,
     _wait_line,
     measure,
     payloads,
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="events in the replay phase")
     parser.add_argument("--rate", type=int, default=2000, help="events/s of the paced phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
-    parser.add_argument("--batch", type=int, default=2000, help="max batch of the worker")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="max batch of the worker")
     args = parser.parse_args()
 
     local = Settings()

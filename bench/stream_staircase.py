@@ -1,6 +1,6 @@
 """The stream's staircase and its peers: how fast each stage can go, and where the worker stands.
 
-    .venv/bin/python bench/stream_staircase.py [--events 100000] [--batch 2000]
+    .venv/bin/python bench/stream_staircase.py [--events 100000] [--batch 10000]
                                                [--systems all] [--quix-python PATH]
 
 One run, one input topic: N synthetic survey events (``producer.generator.generate_month``, i.e.
@@ -67,10 +67,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from staircase_steps import STEPS  # noqa: E402
-from stream_throughput import _wait_line, start_worker_process  # noqa: E402
+from stream_throughput import DEFAULT_BATCH, _wait_line, start_worker_process  # noqa: E402
 
-from infra.stack.layout import Layout  # noqa: E402
-from infra.stack.process import read_pid  # noqa: E402
+from infra.sampling import StackServers, cpu_seconds, pg_delta  # noqa: E402
 from personas import db  # noqa: E402
 from personas.kafka import (  # noqa: E402
     KEEP_FOREVER,
@@ -99,60 +98,6 @@ PEER_TITLES = {
 }
 SYSTEMS = (*STEPS, *PEER_TITLES)
 WITH_POSTGRES = {"postgres", "offsets", "worker", "agent", "quix+pg"}
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-# --------------------------------------------------------------------------- CPU from /proc
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process and all its threads, in seconds (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == parent:
-                found.append(int(entry.name))
-    return found
-
-
-@dataclass
-class Servers:
-    """The broker's PID and PostgreSQL's postmaster, from the local stack's files (or None)."""
-
-    broker: int | None
-    postmaster: int | None
-
-    @classmethod
-    def find(cls, settings: Settings) -> Servers:
-        layout = Layout.from_settings(settings)
-        postmaster = read_pid(layout.service_dir("postgres") / "data" / "postmaster.pid")
-        return cls(read_pid(layout.pid_file("kafka")), postmaster)
-
-    def snapshot(self) -> tuple[float | None, dict[int, float] | None]:
-        broker = cpu_seconds(self.broker) if self.broker else None
-        pg = None
-        if self.postmaster:
-            pids = [self.postmaster, *_children(self.postmaster)]
-            pg = {pid: cpu_seconds(pid) for pid in pids}
-        return broker, pg
-
-
-def _pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-    if before is None or after is None:
-        return None
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 # --------------------------------------------------------------------------- the run
@@ -270,7 +215,7 @@ class Run:
         self.topics = TopicNames.private(f"bench-stair-{self.tag}")
         self.source = self.topics.responses
         self.partitions = self.base.kafka_partitions
-        self.servers = Servers.find(self.base)
+        self.servers = StackServers.find(self.base)
         self.created_topics: list[str] = [self.source]
         self.schemas: list[str] = []
         self.state = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-staircase-{self.tag}"
@@ -339,7 +284,7 @@ class Run:
         time.sleep(seconds)
         broker1, pg1 = self.servers.snapshot()
         broker = None if broker0 is None or broker1 is None else (broker1 - broker0) / seconds
-        pg = _pg_delta(pg0, pg1)
+        pg = pg_delta(pg0, pg1)
         return broker, None if pg is None else pg / seconds
 
     def measure(self, name: str) -> Result:
@@ -369,7 +314,7 @@ class Run:
             t1 - t0,
             cpu1 - cpu0,
             broker,
-            _pg_delta(pg0, pg1),
+            pg_delta(pg0, pg1),
             load=os.getloadavg()[0],
         )
 
@@ -538,7 +483,9 @@ def main() -> None:
     parser.add_argument(
         "--events", type=int, default=100_000, help="events published once (default 100,000)"
     )
-    parser.add_argument("--batch", type=int, default=2000, help="max batch (steps, worker)")
+    parser.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="max batch (steps, worker)"
+    )
     parser.add_argument(
         "--batch-timeout", type=float, default=0.005, help="batch timeout of the worker (s)"
     )

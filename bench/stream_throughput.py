@@ -1,7 +1,7 @@
 """End-to-end throughput and latency of the stream worker vs a bare confluent-kafka loop.
 
     .venv/bin/python bench/stream_throughput.py [--events N] [--rate 2000] [--seconds 10]
-                                                [--engines batch,agent] [--workers 1]
+                                                [--engines batch,agent] [--workers 1,2]
 
 Every system under test runs as its own process, reads the same payloads from a topic of its
 own and writes PersonaLabel JSON with the same labelling code (``stream_app.labelling``):
@@ -18,6 +18,8 @@ Two phases per system, measured by this harness (its own producer and consumer):
    last label received − time the first event was sent);
 2. *paced*: events sent at ``--rate``/s for ``--seconds`` with ``submitted_at`` = send time;
    latency = label received − submitted_at (p50/p99).
+``--workers 1,2`` measures each engine once per worker count, one after the other in the same
+run (topics and schema of their own, 4 partitions each) and prints the scaling ratio.
 Everything it creates (topics, PostgreSQL schema) is deleted at the end. Needs the stack up.
 """
 
@@ -42,6 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from infra.sampling import StackServers, cpu_seconds, pg_delta  # noqa: E402
 from infra.stack.process import free_port  # noqa: E402
 from personas import db  # noqa: E402
 from personas.catalogue import FEATURES, load_vendor_catalogue  # noqa: E402
@@ -56,8 +59,11 @@ from personas.kafka import (  # noqa: E402
 )
 from personas.model import CentroidModel  # noqa: E402
 from personas.settings import Settings, TopicNames  # noqa: E402
+from stream_app.settings import StreamSettings  # noqa: E402
 
 PARTITIONS = 4
+#: The worker's own default (PERSONA_STREAM_MAX_BATCH), so every system batches alike.
+DEFAULT_BATCH: int = StreamSettings.model_fields["max_batch"].default
 
 
 def payloads(n: int, seed: int = 1) -> list[tuple[bytes, bytes]]:
@@ -280,14 +286,19 @@ def measure(
     procs = started if isinstance(started, list) else [started]
     try:
         n = len(messages)
-        cpu0 = sum(_cpu_seconds(proc.pid) for proc in procs)
+        servers = StackServers.find(settings)
+        broker0, pg0 = servers.snapshot()
+        cpu0 = sum(cpu_seconds(proc.pid) for proc in procs)
         own0 = _own_cpu_seconds()
         t0 = produce_all(settings, source, messages)
         if not counter.wait_count(n, timeout=max(120.0, n / 500)):
             raise SystemExit(f"{name}: only {counter.count}/{n} labels arrived")
         elapsed = counter.last_at - t0
-        cpu = sum(_cpu_seconds(proc.pid) for proc in procs) - cpu0
+        cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu0
         own = _own_cpu_seconds() - own0
+        broker1, pg1 = servers.snapshot()
+        broker = None if broker0 is None or broker1 is None else broker1 - broker0
+        pg = pg_delta(pg0, pg1)
         time.sleep(1.0)
         counter.latencies = []
         paced = produce_paced(settings, source, rate, seconds)
@@ -309,17 +320,15 @@ def measure(
         "events_per_s": n / elapsed,
         "cpu_s_per_m": cpu / n * 1e6,  # the system under test, all its threads
         "harness_cpu_s_per_m": own / n * 1e6,  # this process: producing and counting
+        # the stack's broker and PostgreSQL over the replay (NaN when not the local stack's)
+        "broker_cpu_s_per_m": broker / n * 1e6 if broker is not None else float("nan"),
+        "pg_cpu_s_per_m": pg / n * 1e6 if pg is not None else float("nan"),
+        "replay_cores": (cpu + own + (broker or 0.0) + (pg or 0.0)) / elapsed,
         "paced_events": len(lat),
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "max_ms": float(lat.max()) if lat.size else float("nan"),
     }
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far, all threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _own_cpu_seconds() -> float:
@@ -387,7 +396,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="events in the replay phase")
     parser.add_argument("--rate", type=int, default=2000, help="events/s of the paced phase")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
-    parser.add_argument("--batch", type=int, default=2000, help="max batch of both systems")
+    parser.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="max batch of every system"
+    )
     parser.add_argument(
         "--batch-timeout", type=float, default=0.005, help="batch timeout of both systems (s)"
     )
@@ -396,7 +407,9 @@ def main() -> None:
         "--passthrough", nargs=2, metavar=("SOURCE", "SINK"), help=argparse.SUPPRESS
     )
     parser.add_argument(
-        "--workers", type=int, default=1, help="Faust worker processes (one consumer group)"
+        "--workers",
+        default="1",
+        help="worker processes in one consumer group; a comma list (1,2) measures each count",
     )
     parser.add_argument(
         "--skip-passthrough", action="store_true", help="do not measure the Faust pass-through"
@@ -431,10 +444,22 @@ def main() -> None:
     unknown = sorted(set(engines) - {"batch", "agent"})
     if unknown:
         raise SystemExit(f"error: unknown engine(s) {unknown}: choose from batch, agent")
+    try:
+        counts = [int(n) for n in args.workers.split(",") if n.strip()]
+    except ValueError:
+        raise SystemExit(f"error: --workers {args.workers!r}: give counts like 1 or 1,2") from None
+    if not counts or min(counts) < 1 or max(counts) > PARTITIONS:
+        raise SystemExit(f"error: --workers: each count must be 1..{PARTITIONS} (the partitions)")
     tag = uuid.uuid4().hex[:8]
     if args.reference is not None:
         engines.append("reference")
-    worker_settings = {engine: _engine_settings(base, tag, engine) for engine in engines}
+    # One system per (engine, worker count); the key names its topics and schema.
+    systems = {
+        (f"{engine}_{n}w" if len(counts) > 1 else engine): (engine, n)
+        for engine in engines
+        for n in counts
+    }
+    worker_settings = {key: _engine_settings(base, tag, key) for key in systems}
     base_in, base_out = f"bench-base-in-{tag}", f"bench-base-out-{tag}"
     pass_in, pass_out = f"bench-pass-in-{tag}", f"bench-pass-out-{tag}"
     specs = [
@@ -481,18 +506,19 @@ def main() -> None:
             _wait_line(proc, b"READY", 60)
             return proc
 
-        def start_workers(engine: str) -> list[subprocess.Popen[bytes]]:
-            procs = [start_worker(engine, i) for i in range(args.workers)]
+        def start_workers(key: str) -> list[subprocess.Popen[bytes]]:
+            procs = [start_worker(key, i) for i in range(systems[key][1])]
             if len(procs) > 1:
                 time.sleep(5)  # let the group settle on its final assignment
             return procs
 
-        def start_worker(engine: str, index: int) -> subprocess.Popen[bytes]:
+        def start_worker(key: str, index: int) -> subprocess.Popen[bytes]:
+            engine = systems[key][0]
             reference = engine == "reference"  # the older tree's batch engine, same venv
             return start_worker_process(
-                worker_settings[engine],
+                worker_settings[key],
                 "batch" if reference else engine,
-                state / f"{engine}{index}",
+                state / f"{key}{index}",
                 args.batch,
                 args.batch_timeout,
                 extra_env={"PYTHONPATH": str(args.reference.resolve())} if reference else None,
@@ -524,7 +550,11 @@ def main() -> None:
             )
             print(json.dumps(results["passthrough"]), flush=True)
         for engine, settings in worker_settings.items():
-            print(f"persona stream --engine {engine} (labels + PostgreSQL + DLQ) ...", flush=True)
+            print(
+                f"persona stream --engine {systems[engine][0]} x {systems[engine][1]} "
+                "(labels + PostgreSQL + DLQ) ...",
+                flush=True,
+            )
             results[engine] = measure(
                 engine,
                 settings,
@@ -547,33 +577,49 @@ def main() -> None:
     b = results["baseline"]
     print()
     print(
-        "| system | replay events/s | vs ceiling | CPU s per 1M events | paced p50 ms "
-        "| paced p99 ms | paced max ms |"
+        "| system | replay events/s | vs bare loop | CPU s per 1M events | broker CPU s/1M "
+        "| PostgreSQL CPU s/1M | cores busy | paced p50 ms | paced p99 ms | paced max ms |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    table = [("bare confluent-kafka loop (ceiling)", b)]
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    table = [("bare confluent-kafka loop", b)]
     if "passthrough" in results:
         table.append(("Faust pass-through, no work (framework ceiling)", results["passthrough"]))
-    plural = "s" if args.workers > 1 else ""
-    for engine in worker_settings:
-        name = f"persona stream --engine {engine}, {args.workers} worker{plural}"
+    for key, (engine, n) in systems.items():
+        workers = f"{n} worker{'s' if n > 1 else ''}"
+        name = f"persona stream --engine {engine}, {workers}"
         if engine == "reference":
-            name = f"persona stream --engine batch from {args.reference}, {args.workers} worker{plural}"
-        table.append((name, results[engine]))
+            name = f"persona stream --engine batch from {args.reference}, {workers}"
+        table.append((name, results[key]))
     for name, r in table:
         print(
             f"| {name} | {r['events_per_s']:,.0f} | {r['events_per_s'] / b['events_per_s']:.2f} | "
-            f"{r['cpu_s_per_m']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
+            f"{r['cpu_s_per_m']:.1f} | {r['broker_cpu_s_per_m']:.1f} | {r['pg_cpu_s_per_m']:.1f} | "
+            f"{r['replay_cores']:.2f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} |"
         )
     print(f"\nreplay of {args.events:,} events; paced phase {args.rate}/s for {args.seconds:.0f} s")
+    print(
+        "CPU columns: user + system seconds per million replayed events of the system under "
+        "test (all its processes), the broker and PostgreSQL; cores busy = all of it plus this "
+        f"harness, per second of replay, of the {os.cpu_count()} cores here"
+    )
     for engine in worker_settings:
         r = results[engine]
         print(
-            f"{engine}: worker / ceiling = {r['events_per_s'] / b['events_per_s']:.2f} "
-            f"(target >= 0.5); p99 = {r['p99_ms']:.1f} ms (target < 50 ms); "
+            f"{engine}: worker / bare loop = {r['events_per_s'] / b['events_per_s']:.2f} "
+            f"(target >= 0.5); p99 = {r['p99_ms']:.1f} ms (target <= 20 ms); "
             f"PostgreSQL rows {r['pg_rows']:,.0f} = distinct {r['pg_distinct']:,.0f} "
             f"= expected {expected:,}: {r['pg_rows'] == r['pg_distinct'] == expected}"
         )
+    for engine in engines:
+        one = f"{engine}_1w"
+        for key, (other, n) in systems.items():
+            if other == engine and n > 1 and one in results:
+                r, base_r = results[key], results[one]
+                print(
+                    f"{engine}: {n} workers / 1 (same run) = "
+                    f"{r['events_per_s'] / base_r['events_per_s']:.2f}x events/s "
+                    f"(target >= 1.6x for 2)"
+                )
     if "reference" in results and "batch" in results:
         new, old = results["batch"], results["reference"]
         print(

@@ -13,6 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from personas.settings import Settings
 
 __all__ = [
     "FLAT_FLOOR_MIB",
@@ -20,7 +24,10 @@ __all__ = [
     "RssFigures",
     "Sample",
     "Sampler",
+    "StackServers",
+    "children",
     "cpu_seconds",
+    "pg_delta",
     "rss_mib",
 ]
 
@@ -53,6 +60,55 @@ def cpu_seconds(pid: int | None) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def children(parent: int) -> list[int]:
+    """PIDs whose parent is ``parent`` (PostgreSQL's backends, checkpointer, WAL writer …)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == parent:
+                found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class StackServers:
+    """The local stack's broker PID and PostgreSQL postmaster (None when that service is not
+    the stack's own, e.g. a remote broker): benchmarks charge their CPU to the system under
+    test, because on one machine the broker's and PostgreSQL's work per event is part of it."""
+
+    broker: int | None
+    postmaster: int | None
+
+    @classmethod
+    def find(cls, settings: Settings) -> StackServers:
+        from infra.stack.layout import Layout
+        from infra.stack.process import read_pid
+
+        layout = Layout.from_settings(settings)
+        postmaster = read_pid(layout.service_dir("postgres") / "data" / "postmaster.pid")
+        return cls(read_pid(layout.pid_file("kafka")), postmaster)
+
+    def snapshot(self) -> tuple[float | None, dict[int, float] | None]:
+        """CPU seconds so far: the broker's, and each PostgreSQL process's by PID."""
+        broker = cpu_seconds(self.broker) if self.broker else None
+        pg = None
+        if self.postmaster:
+            pids = [self.postmaster, *children(self.postmaster)]
+            pg = {pid: cpu_seconds(pid) for pid in pids}
+        return broker, pg
+
+
+def pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    """PostgreSQL CPU between two snapshots; a backend started in between counts from 0."""
+    if before is None or after is None:
+        return None
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def stream(
         str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR. [INFO]")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option(help="Most events per labelled batch. [2000]", min=1)
+        int | None, typer.Option(help="Most events per labelled batch. [10000]", min=1)
     ] = None,
     batch_timeout: Annotated[
         float | None,

@@ -26,3 +26,26 @@ def test_a_process_started_inside_the_window_counts_from_zero_even_sampled_once(
 def test_samples_after_the_window_are_not_counted() -> None:
     sampler = _sampler(worker=[(11.0, 1, 1.0), (20.5, 1, 2.0), (40.0, 1, 9.0)])
     assert sampler.cpu_between("worker", 10.0, 20.0) == 2.0
+
+
+def test_children_finds_a_process_started_by_this_one() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from infra.sampling import children
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        assert child.pid in children(os.getpid())
+    finally:
+        child.communicate(b"")
+
+
+def test_a_postgres_backend_started_between_snapshots_counts_from_zero() -> None:
+    from infra.sampling import pg_delta
+
+    assert pg_delta({1: 5.0, 2: 1.0}, {1: 6.5, 2: 1.0, 3: 0.25}) == 1.5 + 0.25
+    assert pg_delta(None, {1: 1.0}) is None
