@@ -12,10 +12,12 @@ process per step, each step doing everything the step before it did plus one sta
    partition for the margin);
 4. ``produce``: + PersonaLabel JSON (msgspec, one ``encode`` per label) produced to SINK with the
    project's producer settings (idempotent, acks=all, lz4); delivery waited for at the end only;
-5. ``postgres``: + label rows by binary COPY into a staging table and ``INSERT … ON CONFLICT
-   (event_id) DO NOTHING`` into ``persona_labels`` of the bench's own schema
-   (``PERSONA_PG_SCHEMA``), on a writer thread so that batch N is written while batch N+1 is
-   decoded (psycopg and librdkafka wait without the GIL);
+5. ``postgres``: + label rows by one binary ``COPY`` straight into ``persona_labels`` of the
+   bench's own schema (``PERSONA_PG_SCHEMA``), the payload built from the batch's columns in
+   numpy (``stream_app.pg_copy.binary_copy``: the fastest builder we have), falling back to a
+   staging table and ``INSERT … ON CONFLICT (event_id) DO NOTHING`` only if a batch hits a
+   duplicate key; on a writer thread so that batch N is written while batch N+1 is decoded
+   (psycopg and librdkafka wait without the GIL);
 6. ``offsets``: + the writer waits for the broker's acks of batch N (``flush``) and its
    PostgreSQL commit, then commits batch N's offsets: the worker's guarantee.
 
@@ -33,7 +35,7 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import numpy as np
@@ -47,6 +49,9 @@ from personas.kafka import consumer_config, producer_config  # noqa: E402
 from personas.model import CentroidModel  # noqa: E402
 from personas.schemas import FEATURE_LIMIT  # noqa: E402
 from personas.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    from stream_app.labelling import LabelRows
 
 STEPS = ("consume", "decode", "label", "produce", "postgres", "offsets")
 
@@ -153,19 +158,43 @@ class Nearest:
 
 
 def encode(
-    events: list[Survey], labelled: tuple[np.ndarray, ...], nearest: Nearest, at: datetime
-) -> tuple[list[tuple[bytes, bytes]], list[tuple[Any, ...]]]:
-    """(key, PersonaLabel JSON) and the persona_labels row of every event."""
+    events: list[Survey],
+    x: np.ndarray,
+    labelled: tuple[np.ndarray, ...],
+    nearest: Nearest,
+    at: datetime,
+) -> tuple[list[tuple[bytes, bytes]], LabelRows]:
+    """(key, PersonaLabel JSON) of every event, and the batch's persona_labels rows as columns."""
+    from stream_app.labelling import LabelRows
+
     index, distance, margin, outlier = (a.tolist() for a in labelled)
-    ids = nearest.ids[labelled[0]].tolist()
+    persona_ids = nearest.ids[labelled[0]]
+    ids = persona_ids.tolist()
     names, version = nearest.names, nearest.version
     labels: list[tuple[bytes, bytes]] = []
-    rows: list[tuple[Any, ...]] = []
+    respondents = [e.respondent_id for e in events]
+    keys = [r.encode() for r in respondents]
+    submitted = np.fromiter((e.submitted_at.timestamp() for e in events), np.float64, len(events))
+    rows = LabelRows(
+        event_ids=[str(e.event_id) for e in events],
+        respondent_ids=respondents,
+        respondent_bytes=keys,
+        submitted_us=np.rint(submitted * 1e6).astype(np.int64),
+        x=x,
+        persona_id=persona_ids.astype(np.int64),
+        persona_index=labelled[0],
+        persona_names=tuple(names),
+        distance=labelled[1],
+        margin=labelled[2],
+        is_outlier=labelled[3],
+        model_version=version,
+        labelled_at=at,
+    )
     for i, e in enumerate(events):
         name = names[index[i]]
         labels.append(
             (
-                e.respondent_id.encode(),
+                keys[i],
                 _ENCODE(
                     Label(
                         1, e.event_id, e.respondent_id, e.submitted_at, ids[i], name,
@@ -173,13 +202,6 @@ def encode(
                         e.x1, e.x2, e.x3, e.x4, e.x5, e.x6, e.x7, e.x8, e.x9, e.x10,
                     )
                 ),
-            )
-        )  # fmt: skip
-        rows.append(
-            (
-                e.event_id, e.respondent_id, e.submitted_at,
-                e.x1, e.x2, e.x3, e.x4, e.x5, e.x6, e.x7, e.x8, e.x9, e.x10,
-                ids[i], name, distance[i], margin[i], outlier[i], version, at,
             )
         )  # fmt: skip
     return labels, rows
@@ -191,24 +213,24 @@ class Writer(threading.Thread):
 
     def __init__(self, settings: Settings, producer: Any, consumer: Any, sink: str, wait: bool):
         super().__init__(daemon=True)
-        from stream_app.labelling import LABEL_TYPES  # the table's column types: a contract
-
-        self.types = list(LABEL_TYPES)
         self.conn = db.connect(settings)
         self.conn.execute(
             "CREATE TEMP TABLE stage (LIKE persona_labels INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
         self.conn.commit()
         self.producer, self.consumer, self.sink, self.wait = producer, consumer, sink, wait
-        self.inbox: queue.Queue[tuple[list[tuple[bytes, bytes]], list[Any], list[Any]] | None]
+        self.inbox: queue.Queue[tuple[list[tuple[bytes, bytes]], LabelRows, list[Any]] | None]
         self.inbox = queue.Queue(maxsize=1)
         self.failed: BaseException | None = None
 
     def run(self) -> None:
-        from stream_app.labelling import LABEL_COLUMNS
+        from psycopg.errors import UniqueViolation
 
-        columns = ", ".join(LABEL_COLUMNS)
-        copy_sql = f"COPY stage ({columns}) FROM STDIN (FORMAT BINARY)"
+        from stream_app.pg_copy import COPY_COLUMNS, binary_copy
+
+        columns = ", ".join(COPY_COLUMNS)
+        direct = f"COPY persona_labels ({columns}) FROM STDIN (FORMAT BINARY)"
+        staged = f"COPY stage ({columns}) FROM STDIN (FORMAT BINARY)"
         merge = (
             f"INSERT INTO persona_labels ({columns}) SELECT {columns} FROM stage "
             "ON CONFLICT (event_id) DO NOTHING"
@@ -217,12 +239,16 @@ class Writer(threading.Thread):
             while (item := self.inbox.get()) is not None:
                 labels, rows, offsets = item
                 produce_all(self.producer, self.sink, labels)
-                with self.conn.cursor() as cur:
-                    with cur.copy(copy_sql) as copy:
-                        copy.set_types(self.types)
-                        for row in rows:
-                            copy.write_row(row)
-                    cur.execute(merge)
+                payload = binary_copy(rows)
+                try:
+                    with self.conn.cursor() as cur, cur.copy(direct) as copy:
+                        copy.write(payload)
+                except UniqueViolation:  # a re-delivered batch: the idempotent way
+                    self.conn.rollback()
+                    with self.conn.cursor() as cur:
+                        with cur.copy(staged) as copy:
+                            copy.write(payload)
+                        cur.execute(merge)
                 self.conn.commit()
                 if self.wait:
                     if self.producer.flush(60):
@@ -277,10 +303,11 @@ def run(step: str, source: str, sink: str, group: str, events: int, batch: int) 
         bad += wrong
         if depth == 1 or not good:
             continue
-        labelled = nearest(features(good))
+        x = features(good)
+        labelled = nearest(x)
         if depth == 2:
             continue
-        labels, rows = encode(good, labelled, nearest, now)
+        labels, rows = encode(good, x, labelled, nearest, now)
         if writer is None:
             assert producer is not None
             produce_all(producer, sink, labels)

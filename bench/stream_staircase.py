@@ -87,7 +87,7 @@ STEP_TITLES = {
     "decode": "2 + decode/validate (msgspec)",
     "label": "3 + label (numpy nearest centroid)",
     "produce": "4 + encode and produce (acks=all)",
-    "postgres": "5 + PostgreSQL (binary COPY, ON CONFLICT)",
+    "postgres": "5 + PostgreSQL (direct binary COPY)",
     "offsets": "6 + offsets after durability",
 }
 PEER_TITLES = {

@@ -89,14 +89,15 @@ def test_labels_rows_and_documents_match_the_project_model(payloads: list[bytes]
     model = CentroidModel.from_catalogue(load_vendor_catalogue())
     nearest = steps.Nearest(model)
     good, _ = steps.decode(payloads)
-    labelled = nearest(steps.features(good))
-    reference = model.label(steps.features(good))
+    x = steps.features(good)
+    labelled = nearest(x)
+    reference = model.label(x)
     assert np.array_equal(labelled[0], reference.index)
     assert np.allclose(labelled[1], reference.distance)
     assert np.allclose(labelled[2], reference.margin)
     assert np.array_equal(labelled[3], reference.is_outlier)
     at = datetime(2026, 12, 2, tzinfo=UTC)
-    labels, rows = steps.encode(good, labelled, nearest, at)
+    labels, rows = steps.encode(good, x, labelled, nearest, at)
     for (key, value), row, event, i in zip(labels, rows, good, range(len(good)), strict=True):
         label = PersonaLabel.model_validate_json(value)
         assert key == event.respondent_id.encode()
@@ -105,4 +106,10 @@ def test_labels_rows_and_documents_match_the_project_model(payloads: list[bytes]
         assert label.features() == (event.x1, event.x2, event.x3, event.x4, event.x5,
                                     event.x6, event.x7, event.x8, event.x9, event.x10)  # fmt: skip
         assert len(row) == len(LABEL_COLUMNS)
-        assert dict(zip(LABEL_COLUMNS, row, strict=True))["persona_name"] == label.persona_name
+        stored = dict(zip(LABEL_COLUMNS, row, strict=True))
+        assert stored["persona_name"] == label.persona_name
+        assert stored["event_id"] == event.event_id and stored["respondent_id"] == key.decode()
+        assert stored["submitted_at"] == event.submitted_at  # to the microsecond
+        assert stored["persona_id"] == label.persona_id and stored["labelled_at"] == at
+        assert stored["distance"] == label.distance and stored["is_outlier"] == label.is_outlier
+        assert stored["x1"] == event.x1 and stored["x10"] == event.x10
