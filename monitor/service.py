@@ -427,12 +427,12 @@ class MonitorService:
             if fast is None:
                 try:
                     model = PersonaLabel.model_validate_json(value or b"")
-                except ValueError as exc:
+                    fast = from_model(model), model.submitted_at
+                except ValueError as exc:  # pydantic's ValidationError is one too
                     self.stats.invalid += 1
                     source = (self.labels_topic, int(partitions[i]))
                     log.warning("skipping invalid label at %s@%d: %s", source, offsets[i], exc)
                     continue
-                fast = from_model(model), model.submitted_at
             labels.append(fast[0])
             times.append(fast[1])
             kept.append(i)

@@ -32,8 +32,10 @@ from personas.survey_fast import _STAMP, _UUID
 
 __all__ = ["LabelStruct", "decode_label", "decode_labels", "features_of", "from_model"]
 
-#: Integers the window arrays (int64) can hold; a bigger one is left to pydantic.
-_Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+#: Integers the window arrays (int64) can hold; a bigger one is left to pydantic (and refused).
+_Int64 = Annotated[int, msgspec.Meta(ge=_INT64_MIN, le=_INT64_MAX)]
+_INT64_FIELDS = ("persona_id", "model_version")
 
 
 class LabelStruct(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -99,7 +101,16 @@ def decode_labels(
 
 
 def from_model(label: PersonaLabel) -> LabelStruct:
-    """A label pydantic accepted outside the narrow form, normalised as pydantic does."""
+    """A label pydantic accepted outside the narrow form, normalised as pydantic does.
+
+    Raises ValueError for an integer the windows' int64 arrays cannot hold: the contract's
+    ``int`` has no bound, so pydantic takes ``model_version`` 2**64, which then crashed the
+    monitor when its window was judged; now the label is refused, with this reason, like any
+    invalid one."""
+    for name in _INT64_FIELDS:
+        value = getattr(label, name)
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{name} {value} is beyond a signed 64-bit integer")
     return LabelStruct(
         event_id=str(label.event_id),
         respondent_id=label.respondent_id,

@@ -185,6 +185,23 @@ def test_invalid_late_and_future_labels_are_counted_and_do_not_hold(
     assert service.checkpoint.committable() == {("labels", 0): 2}  # only the open week holds
 
 
+def test_a_label_beyond_int64_is_counted_invalid_and_its_window_is_still_judged(
+    service: MonitorService,
+) -> None:
+    """The contract's int is unbounded (pydantic takes 2**64); the window arrays are int64."""
+    huge = label(T0 + timedelta(hours=1), offset=1)
+    huge.payload = (huge.payload or b"").replace(
+        b'"model_version":1', b'"model_version":18446744073709551616'
+    )
+    feed(service, label(T0, offset=0), huge, label(T0 + timedelta(days=8), offset=2))
+    assert (service.stats.invalid, service.stats.labels) == (1, 2)
+    service.close_windows()
+    executor: FakeExecutor = service.executor  # type: ignore[assignment]
+    assert len(executor.submitted) == 1
+    window, _ = executor.submitted[0]
+    assert window.model_versions.tolist() == [1]  # the int64 array the judge reads
+
+
 def test_eof_and_consumer_errors_advance_nothing(service: MonitorService) -> None:
     feed(service, label(T0, offset=0))
     feed(service, FakeMessage("labels", 0, 1, error_code=EOF_CODE))

@@ -14,6 +14,7 @@ import math
 import uuid
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -176,3 +177,23 @@ def test_a_batch_decodes_only_when_every_label_does(raws: list[bytes]) -> None:
             [item[0] for item in one_by_one if item],
             [item[1] for item in one_by_one if item],
         )
+
+
+_CANONICAL_INTS = {"persona_id": 1, "model_version": 3}
+
+
+@pytest.mark.parametrize("name", ["persona_id", "model_version"])
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1, 2**64])
+def test_a_label_pydantic_takes_beyond_int64_is_refused_with_its_reason(
+    name: str, value: int
+) -> None:
+    spelled = f'"{name}":{_CANONICAL_INTS[name]},'.encode()
+    raw = _CANONICAL.replace(spelled, f'"{name}":{value},'.encode())
+    assert raw != _CANONICAL
+    assert decode_label(raw) is None  # not the narrow form …
+    model = PersonaLabel.model_validate_json(raw)  # … yet valid by the contract
+    with pytest.raises(ValueError, match=f"{name} {value} is beyond a signed 64-bit integer"):
+        from_model(model)
+    edge = 2**63 - 1 if value > 0 else -(2**63)
+    fits = _CANONICAL.replace(spelled, f'"{name}":{edge},'.encode())
+    assert getattr(from_model(PersonaLabel.model_validate_json(fits)), name) == edge
