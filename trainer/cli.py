@@ -198,7 +198,8 @@ def accept_cmd(
 def status_cmd(
     last: Annotated[int, typer.Option(help="How many recent commands to list.")] = 10,
 ) -> None:
-    """Show the champion version and the trainer's most recent decisions."""
+    """Show the champion version and the trainer's most recent decisions for PERSONA_MODEL_NAME
+    (commands for other models sharing the schema are not listed)."""
     from personas import db
     from personas.registry import champion_version
     from personas.settings import Settings
@@ -208,8 +209,8 @@ def status_cmd(
     with db.connect(settings, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT received_at, command_id, status, version, range_start, range_end, detail"
-            " FROM trainer_commands ORDER BY received_at DESC LIMIT %s",
-            (last,),
+            " FROM trainer_commands WHERE model_name = %s ORDER BY received_at DESC LIMIT %s",
+            (settings.model_name, last),
         ).fetchall()
     for received, command_id, status, version, rs, re_, detail in rows:
         v = f"v{version}" if version is not None else "-"

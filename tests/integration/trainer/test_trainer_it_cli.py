@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import uuid4
 
 from trainer_helpers import FEB, blobs, insert_labels, read_all
 from typer.testing import CliRunner
 
 from persona_cli import build_app
+from personas import db
 from personas.catalogue import Catalogue
 from personas.model import CentroidModel
 from personas.schemas import RetrainCommand
@@ -48,6 +50,13 @@ def test_request_publishes_a_command_and_status_shows_the_decision(
     assert f"retrain command {cmd.command_id} published" in result.output
 
     assert handle_command(s, cmd, trainer_settings=ts).status == "promoted"
+    with db.connect(s, autocommit=True) as conn:  # another model's decision in the same schema
+        conn.execute(
+            "INSERT INTO trainer_commands (command_id, model_name, range_start, range_end, reason,"
+            " requested_by, requested_at, status) VALUES (%s, %s, %s, %s, 'other', 'cli', now(),"
+            " 'failed')",
+            (uuid4(), f"{s.model_name}-other", FEB, FEB + timedelta(days=7)),
+        )
     status = runner.invoke(build_app(), ["train", "status"], env=env)
     assert status.exit_code == 0, status.output
     lines = status.output.splitlines()
