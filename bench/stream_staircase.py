@@ -15,8 +15,9 @@ with a consumer group of its own, one after the other, each in its own process:
     2 + decode/validate msgspec, the whole batch in one call, SurveyResponse's rules
     3 + label           numpy nearest centroid over the batch
     4 + encode/produce  PersonaLabel JSON (msgspec), produced to a labels topic, acks=all
-    5 + PostgreSQL      binary COPY + INSERT … ON CONFLICT into persona_labels (bench schema),
-                        on a writer thread overlapping the next batch's decode
+    5 + PostgreSQL      binary COPY straight into persona_labels (bench schema; staged + ON
+                        CONFLICT only on a duplicate key), on a writer thread overlapping the
+                        next batch's decode
     6 + offsets         the writer waits for broker acks and the commit, then commits offsets
   peers, on the same topic:
     worker              `persona stream` (default batch engine), as users run it
@@ -42,10 +43,10 @@ project's); without it the two Quix rows say so. Needs the local stack (`make up
 PostgreSQL CPU need the stack's PID files (PERSONA_STACK_DIR). Everything the run creates
 (topics, PostgreSQL schemas) is deleted at the end.
 
-The default 100,000 events take ~4 minutes on the shared 2-core machine; the issue's 1,000,000
-take ~15 (2026-12-02, load 6-11: worker 10,828 events/s = 0.13 of step 4 and 2.74x Quix Streams
-with its PostgreSQL sink; figures and what they say: docs/benchmarks/stream_app.md, "Staircase
-and peers").
+The issue's 1,000,000 events take ~7 minutes on the quiet 2-core machine, most of it the agent
+engine and Quix (2026-12-04: worker 79,876 events/s = 0.51 of step 4, 1.02x step 6 and 7.34x
+Quix Streams with its PostgreSQL sink; figures and what they say:
+docs/benchmarks/stream_app.md, "Staircase and peers").
 """
 
 from __future__ import annotations
