@@ -11,7 +11,7 @@ with a consumer group of its own, one after the other, each in its own process:
 
   staircase (bench/staircase_steps.py: the fastest code we could write for each stage, each step
   doing everything the previous one did):
-    1 consume           confluent-kafka consume(num_messages=2000) batches, every value read
+    1 consume           confluent-kafka consume(num_messages=--batch) batches, every value read
     2 + decode/validate msgspec, the whole batch in one call, SurveyResponse's rules
     3 + label           numpy nearest centroid over the batch
     4 + encode/produce  PersonaLabel JSON (msgspec), produced to a labels topic, acks=all

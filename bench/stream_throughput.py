@@ -620,12 +620,16 @@ def main() -> None:
                     f"{r['events_per_s'] / base_r['events_per_s']:.2f}x events/s "
                     f"(target >= 1.6x for 2)"
                 )
-    if "reference" in results and "batch" in results:
-        new, old = results["batch"], results["reference"]
-        print(
-            f"batch / reference (same run): {new['events_per_s'] / old['events_per_s']:.2f}x "
-            f"events/s, {old['cpu_s_per_m'] / new['cpu_s_per_m']:.2f}x less CPU per event"
-        )
+    for n in counts:  # the new tree against --reference, at each worker count
+        pair = [k for k, (engine, count) in systems.items() if count == n and engine in
+                ("batch", "reference")]  # fmt: skip
+        if len(pair) == 2:
+            new, old = (results[k] for k in sorted(pair))  # "batch…" before "reference…"
+            print(
+                f"batch / reference, {n} worker(s) (same run): "
+                f"{new['events_per_s'] / old['events_per_s']:.2f}x events/s, "
+                f"{old['cpu_s_per_m'] / new['cpu_s_per_m']:.2f}x less CPU per event"
+            )
 
 
 def _engine_settings(base: Settings, tag: str, engine: str) -> Settings:

@@ -105,10 +105,11 @@ class StackServers:
 
 
 def pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
-    """PostgreSQL CPU between two snapshots; a backend started in between counts from 0."""
+    """PostgreSQL CPU between two snapshots; a backend started in between counts from 0, one
+    that exited while being read (0 s) counts nothing rather than a negative."""
     if before is None or after is None:
         return None
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,4 @@ def test_a_postgres_backend_started_between_snapshots_counts_from_zero() -> None
 
     assert pg_delta({1: 5.0, 2: 1.0}, {1: 6.5, 2: 1.0, 3: 0.25}) == 1.5 + 0.25
     assert pg_delta(None, {1: 1.0}) is None
+    assert pg_delta({1: 5.0, 2: 3.0}, {1: 6.0, 2: 0.0}) == 1.0  # 2 exited while being read

@@ -35,17 +35,20 @@ class Err:
 
 
 class Msg:
-    def __init__(self, partition: int, offset: int, error: Err | None = None) -> None:
+    def __init__(
+        self, partition: int, offset: int, error: Err | None = None, stamped: bool = True
+    ) -> None:
         self._partition, self._offset, self._error = partition, offset, error
+        self._stamped = stamped  # False: TIMESTAMP_NOT_AVAILABLE
 
     def error(self) -> Err | None:
         return self._error
 
     def key(self) -> bytes:
-        return b"k"
+        return b"k%d-%d" % (self._partition, self._offset)
 
     def value(self) -> bytes:
-        return b"{}"
+        return b'{"at":%d}' % self._offset
 
     def topic(self) -> str:
         return "in"
@@ -57,7 +60,7 @@ class Msg:
         return self._offset
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000)
+        return (1, 1_700_000_000_000 + self._offset) if self._stamped else (0, -1)
 
 
 class ScriptedConsumer:
@@ -177,6 +180,21 @@ def _run(
     ingest.join(10)
     assert not ingest.is_alive()
     return ingest, holder["c"], runtime, fatal
+
+
+def test_each_message_becomes_the_raw_record_of_its_own_fields() -> None:
+    """BatchIngest._records builds RawRecords with tuple.__new__: every field in its place."""
+    processor = RecordingProcessor()
+    ingest, _, _, fatal = _run([[Msg(0, 3), Msg(1, 7, stamped=False)]], processor)
+    assert ingest.clean_exit
+    assert not fatal
+    assert processor.batches == [
+        [
+            RawRecord(b"k0-3", b'{"at":3}', "in", 0, 3, 1_700_000_000_003),
+            RawRecord(b"k1-7", b'{"at":7}', "in", 1, 7, None),
+        ]
+    ]
+    assert all(type(r) is RawRecord for r in processor.batches[0])
 
 
 def test_commits_follow_each_durable_batch_with_the_next_offsets() -> None:
