@@ -70,7 +70,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from staircase_steps import STEPS  # noqa: E402
 from stream_throughput import DEFAULT_BATCH, _wait_line, start_worker_process  # noqa: E402
 
-from infra.sampling import StackServers, cpu_seconds, pg_delta  # noqa: E402
+from infra.sampling import StackServers, cpu_seconds, server_cpu  # noqa: E402
 from personas import db  # noqa: E402
 from personas.kafka import (  # noqa: E402
     KEEP_FOREVER,
@@ -281,12 +281,13 @@ class Run:
         the shared servers): each system's broker and PostgreSQL columns include this much
         per second of its run, so the slower a system, the more of it its per-event figure
         carries."""
-        broker0, pg0 = self.servers.snapshot()
+        before = self.servers.snapshot()
         time.sleep(seconds)
-        broker1, pg1 = self.servers.snapshot()
-        broker = None if broker0 is None or broker1 is None else (broker1 - broker0) / seconds
-        pg = pg_delta(pg0, pg1)
-        return broker, None if pg is None else pg / seconds
+        broker, pg = server_cpu(before, self.servers.snapshot())
+        return (
+            None if broker is None else broker / seconds,
+            None if pg is None else pg / seconds,
+        )
 
     def measure(self, name: str) -> Result:
         settings = self.system_settings(name)
@@ -299,23 +300,23 @@ class Run:
         return result
 
     def _timed(self, name: str, proc: subprocess.Popen[bytes], done: Callable[[], None]) -> Result:
-        broker0, pg0 = self.servers.snapshot()
+        servers0 = self.servers.snapshot()
         cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
         try:
             done()
             t1 = time.perf_counter()
             cpu1 = cpu_seconds(proc.pid)
-            broker1, pg1 = self.servers.snapshot()
+            servers1 = self.servers.snapshot()
         finally:
             _stop(proc)
-        broker = None if broker0 is None or broker1 is None else broker1 - broker0
+        broker, pg = server_cpu(servers0, servers1)
         return Result(
             name,
             self.args.events,
             t1 - t0,
             cpu1 - cpu0,
             broker,
-            pg_delta(pg0, pg1),
+            pg,
             load=os.getloadavg()[0],
         )
 

@@ -44,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from infra.sampling import StackServers, cpu_seconds, pg_delta  # noqa: E402
+from infra.sampling import StackServers, cpu_seconds, server_cpu  # noqa: E402
 from infra.stack.process import free_port  # noqa: E402
 from personas import db  # noqa: E402
 from personas.catalogue import FEATURES, load_vendor_catalogue  # noqa: E402
@@ -291,7 +291,7 @@ def measure(
     try:
         n = len(messages)
         servers = StackServers.find(settings)
-        broker0, pg0 = servers.snapshot()
+        servers0 = servers.snapshot()
         cpu0 = sum(cpu_seconds(proc.pid) for proc in procs)
         own0 = _own_cpu_seconds()
         t0 = produce_all(settings, source, messages)
@@ -300,9 +300,7 @@ def measure(
         elapsed = counter.last_at - t0
         cpu = sum(cpu_seconds(proc.pid) for proc in procs) - cpu0
         own = _own_cpu_seconds() - own0
-        broker1, pg1 = servers.snapshot()
-        broker = None if broker0 is None or broker1 is None else broker1 - broker0
-        pg = pg_delta(pg0, pg1)
+        broker, pg = server_cpu(servers0, servers.snapshot())
         time.sleep(1.0)
         counter.latencies = []
         paced = produce_paced(settings, source, rate, seconds)
@@ -457,12 +455,12 @@ def main() -> None:
     tag = uuid.uuid4().hex[:8]
     if args.reference is not None:
         engines.append("reference")
-    # One system per (engine, worker count); the key names its topics and schema.
-    systems = {
-        (f"{engine}_{n}w" if len(counts) > 1 else engine): (engine, n)
-        for engine in engines
-        for n in counts
-    }
+
+    def key_of(engine: str, n: int) -> str:
+        """One system per (engine, worker count); the key names its topics and schema."""
+        return f"{engine}_{n}w" if len(counts) > 1 else engine
+
+    systems = {key_of(engine, n): (engine, n) for engine in engines for n in counts}
     worker_settings = {key: _engine_settings(base, tag, key) for key in systems}
     base_in, base_out = f"bench-base-in-{tag}", f"bench-base-out-{tag}"
     pass_in, pass_out = f"bench-pass-in-{tag}", f"bench-pass-out-{tag}"
@@ -615,25 +613,21 @@ def main() -> None:
             f"= expected {expected:,}: {r['pg_rows'] == r['pg_distinct'] == expected}"
         )
     for engine in engines:
-        one = f"{engine}_1w"
-        for key, (other, n) in systems.items():
-            if other == engine and n > 1 and one in results:
-                r, base_r = results[key], results[one]
+        for n in counts if 1 in counts else []:
+            if n > 1:
+                r, one = results[key_of(engine, n)], results[key_of(engine, 1)]
                 print(
                     f"{engine}: {n} workers / 1 (same run) = "
-                    f"{r['events_per_s'] / base_r['events_per_s']:.2f}x events/s "
+                    f"{r['events_per_s'] / one['events_per_s']:.2f}x events/s "
                     f"(target >= 1.6x for 2)"
                 )
-    for n in counts:  # the new tree against --reference, at each worker count
-        pair = [k for k, (engine, count) in systems.items() if count == n and engine in
-                ("batch", "reference")]  # fmt: skip
-        if len(pair) == 2:
-            new, old = (results[k] for k in sorted(pair))  # "batch…" before "reference…"
-            print(
-                f"batch / reference, {n} worker(s) (same run): "
-                f"{new['events_per_s'] / old['events_per_s']:.2f}x events/s, "
-                f"{old['cpu_s_per_m'] / new['cpu_s_per_m']:.2f}x less CPU per event"
-            )
+    for n in counts if {"batch", "reference"} <= set(engines) else []:
+        new, old = results[key_of("batch", n)], results[key_of("reference", n)]
+        print(
+            f"batch / reference, {n} worker(s) (same run): "
+            f"{new['events_per_s'] / old['events_per_s']:.2f}x events/s, "
+            f"{old['cpu_s_per_m'] / new['cpu_s_per_m']:.2f}x less CPU per event"
+        )
 
 
 def _engine_settings(base: Settings, tag: str, engine: str) -> Settings:

@@ -29,6 +29,7 @@ __all__ = [
     "cpu_seconds",
     "pg_delta",
     "rss_mib",
+    "server_cpu",
 ]
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -78,9 +79,10 @@ def children(parent: int) -> list[int]:
 
 @dataclass
 class StackServers:
-    """The local stack's broker PID and PostgreSQL postmaster (None when that service is not
-    the stack's own, e.g. a remote broker): benchmarks charge their CPU to the system under
-    test, because on one machine the broker's and PostgreSQL's work per event is part of it."""
+    """The broker PID and PostgreSQL postmaster named by the local stack's PID files (None
+    where a file is missing): benchmarks charge their CPU to the system under test, because on
+    one machine the broker's and PostgreSQL's work per event is part of it. The files are read
+    whatever the settings point at, so against another broker the figures are not its own."""
 
     broker: int | None
     postmaster: int | None
@@ -94,7 +96,7 @@ class StackServers:
         postmaster = read_pid(layout.service_dir("postgres") / "data" / "postmaster.pid")
         return cls(read_pid(layout.pid_file("kafka")), postmaster)
 
-    def snapshot(self) -> tuple[float | None, dict[int, float] | None]:
+    def snapshot(self) -> ServerSnapshot:
         """CPU seconds so far: the broker's, and each PostgreSQL process's by PID."""
         broker = cpu_seconds(self.broker) if self.broker else None
         pg = None
@@ -102,6 +104,16 @@ class StackServers:
             pids = [self.postmaster, *children(self.postmaster)]
             pg = {pid: cpu_seconds(pid) for pid in pids}
         return broker, pg
+
+
+#: CPU seconds so far: the broker's, and each PostgreSQL process's by PID (None: not measured).
+ServerSnapshot = tuple[float | None, dict[int, float] | None]
+
+
+def server_cpu(before: ServerSnapshot, after: ServerSnapshot) -> tuple[float | None, float | None]:
+    """Broker and PostgreSQL CPU seconds between two snapshots (None where not measured)."""
+    broker = None if before[0] is None or after[0] is None else after[0] - before[0]
+    return broker, pg_delta(before[1], after[1])
 
 
 def pg_delta(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:

@@ -50,3 +50,10 @@ def test_a_postgres_backend_started_between_snapshots_counts_from_zero() -> None
     assert pg_delta({1: 5.0, 2: 1.0}, {1: 6.5, 2: 1.0, 3: 0.25}) == 1.5 + 0.25
     assert pg_delta(None, {1: 1.0}) is None
     assert pg_delta({1: 5.0, 2: 3.0}, {1: 6.0, 2: 0.0}) == 1.0  # 2 exited while being read
+
+
+def test_server_cpu_is_the_broker_and_postgres_use_between_two_snapshots() -> None:
+    from infra.sampling import server_cpu
+
+    assert server_cpu((2.0, {1: 5.0}), (3.5, {1: 6.0, 9: 0.5})) == (1.5, 1.5)
+    assert server_cpu((None, None), (1.0, None)) == (None, None)
